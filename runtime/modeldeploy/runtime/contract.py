@@ -1,0 +1,191 @@
+"""The runtime's public contract: flags, environment variables, paths, metric and label names.
+
+This is the only runtime module the operator may import. It imports nothing but the standard
+library, so importing it costs nothing and drags in neither onnxruntime nor numpy.
+
+Every CLI flag has an environment variable twin; the flag wins when both are given.
+The operator renders PromQL from the metric names below: spell them here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- image ------------------------------------------------------------------------------------
+IMAGE_REPOSITORY: Final = "ghcr.io/modeldeploy/runtime"
+DEFAULT_IMAGE: Final = "ghcr.io/modeldeploy/runtime:0.1.0"
+#: How the image's entrypoint starts the server (the local cluster's node agent runs this).
+ENTRYPOINT: Final = ("python", "-m", "modeldeploy.runtime")
+
+# --- environment variables (twins of the CLI flags; flags win) ---------------------------------
+ENV_MODEL_NAME: Final = "MODELDEPLOY_MODEL_NAME"
+ENV_MODEL_VERSION: Final = "MODELDEPLOY_MODEL_VERSION"
+ENV_REVISION: Final = "MODELDEPLOY_REVISION"
+ENV_TRACK: Final = "MODELDEPLOY_TRACK"
+ENV_MODEL_URI: Final = "MODELDEPLOY_MODEL_URI"
+ENV_MODEL_SHA256: Final = "MODELDEPLOY_MODEL_SHA256"
+ENV_HOST: Final = "MODELDEPLOY_HOST"
+ENV_PORT: Final = "MODELDEPLOY_PORT"
+ENV_INTRA_OP_THREADS: Final = "MODELDEPLOY_INTRA_OP_THREADS"
+ENV_INTER_OP_THREADS: Final = "MODELDEPLOY_INTER_OP_THREADS"
+ENV_MAX_BATCH_SIZE: Final = "MODELDEPLOY_MAX_BATCH_SIZE"
+ENV_MAX_DELAY_MS: Final = "MODELDEPLOY_MAX_DELAY_MS"
+ENV_MAX_BODY_BYTES: Final = "MODELDEPLOY_MAX_BODY_BYTES"
+ENV_GRACE_PERIOD_S: Final = "MODELDEPLOY_GRACE_PERIOD_S"
+ENV_PREDICTION_OUTPUT: Final = "MODELDEPLOY_PREDICTION_OUTPUT"
+ENV_PREDICTION_KIND: Final = "MODELDEPLOY_PREDICTION_KIND"
+ENV_ACCESS_LOG: Final = "MODELDEPLOY_ACCESS_LOG"
+ENV_DOWNLOAD_MAX_BYTES: Final = "MODELDEPLOY_DOWNLOAD_MAX_BYTES"
+ENV_CACHE_DIR: Final = "MODELDEPLOY_CACHE_DIR"
+ENV_PVC_ROOT: Final = "MODELDEPLOY_PVC_ROOT"
+ENV_LOG_LEVEL: Final = "MODELDEPLOY_LOG_LEVEL"
+
+#: flag -> environment variable, for documentation and for the operator's pod templates.
+FLAG_ENV: Final[dict[str, str]] = {
+    "--model-name": ENV_MODEL_NAME,
+    "--model-version": ENV_MODEL_VERSION,
+    "--revision": ENV_REVISION,
+    "--track": ENV_TRACK,
+    "--model-uri": ENV_MODEL_URI,
+    "--sha256": ENV_MODEL_SHA256,
+    "--host": ENV_HOST,
+    "--port": ENV_PORT,
+    "--intra-op-threads": ENV_INTRA_OP_THREADS,
+    "--inter-op-threads": ENV_INTER_OP_THREADS,
+    "--max-batch-size": ENV_MAX_BATCH_SIZE,
+    "--max-delay-ms": ENV_MAX_DELAY_MS,
+    "--max-body-bytes": ENV_MAX_BODY_BYTES,
+    "--grace-period-s": ENV_GRACE_PERIOD_S,
+    "--prediction-output": ENV_PREDICTION_OUTPUT,
+    "--prediction-kind": ENV_PREDICTION_KIND,
+    "--access-log": ENV_ACCESS_LOG,
+    "--download-max-bytes": ENV_DOWNLOAD_MAX_BYTES,
+    "--cache-dir": ENV_CACHE_DIR,
+    "--pvc-root": ENV_PVC_ROOT,
+    "--log-level": ENV_LOG_LEVEL,
+}
+
+# --- defaults ---------------------------------------------------------------------------------
+DEFAULT_HOST: Final = "0.0.0.0"
+DEFAULT_PORT: Final = 8080
+DEFAULT_MODEL_VERSION: Final = "1"
+DEFAULT_TRACK: Final = "stable"
+TRACKS: Final = ("stable", "canary", "shadow")
+DEFAULT_INTRA_OP_THREADS: Final = 1
+DEFAULT_INTER_OP_THREADS: Final = 1
+DEFAULT_MAX_BATCH_SIZE: Final = 0  # 0 or 1: batching off
+DEFAULT_MAX_DELAY_MS: Final = 2.0
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_GRACE_PERIOD_S: Final = 25.0
+DEFAULT_DOWNLOAD_MAX_BYTES: Final = 4 * 1024 * 1024 * 1024
+#: the operator mounts PVC `<claim>` at `<pvc root>/<claim>`:
+#: pvc://claim/a/b -> /mnt/models/claim/a/b
+DEFAULT_PVC_ROOT: Final = "/mnt/models"
+PREDICTION_KINDS: Final = ("class", "score")
+DEFAULT_PREDICTION_KIND: Final = "class"
+
+# --- exit codes -------------------------------------------------------------------------------
+EXIT_OK: Final = 0
+EXIT_CONFIG: Final = 2  # bad flags or environment
+EXIT_LOAD_FAILED: Final = 3  # model could not be fetched or loaded
+EXIT_DIGEST_MISMATCH: Final = 4  # sha256 of the model file differs from the expected one
+
+# --- HTTP paths -------------------------------------------------------------------------------
+HEALTH_LIVE_PATH: Final = "/v2/health/live"
+HEALTH_READY_PATH: Final = "/v2/health/ready"
+SERVER_METADATA_PATH: Final = "/v2"
+METRICS_PATH: Final = "/metrics"
+DEFAULT_CONTAINER_PORT_NAME: Final = "http"
+
+
+def model_path(model: str) -> str:
+    return f"/v2/models/{model}"
+
+
+def model_ready_path(model: str) -> str:
+    return f"/v2/models/{model}/ready"
+
+
+def infer_path(model: str) -> str:
+    return f"/v2/models/{model}/infer"
+
+
+# --- metrics ----------------------------------------------------------------------------------
+LABEL_MODEL: Final = "model"
+LABEL_VERSION: Final = "version"
+LABEL_REVISION: Final = "revision"
+LABEL_TRACK: Final = "track"
+#: on every metric, in this order
+BASE_LABELS: Final = (LABEL_MODEL, LABEL_VERSION, LABEL_REVISION, LABEL_TRACK)
+LABEL_CODE: Final = "code"  # HTTP status code as a string, e.g. "200"
+LABEL_CLASS: Final = "class"  # argmax index as a string, e.g. "2"
+LABEL_REASON: Final = "reason"  # one of REJECTION_REASONS
+
+#: histogram, labels BASE_LABELS only (no code: quantiles stay simple). Covers every request.
+METRIC_REQUEST_DURATION: Final = "modeldeploy_request_duration_seconds"
+#: counter, labels BASE_LABELS + code. Covers every request on the inference paths.
+METRIC_REQUESTS_TOTAL: Final = "modeldeploy_requests_total"
+#: histogram, labels BASE_LABELS: the size of each batch that reached session.run
+METRIC_BATCH_SIZE: Final = "modeldeploy_batch_size"
+#: histogram, labels BASE_LABELS: time from arrival in the batcher to the start of session.run
+METRIC_QUEUE_DURATION: Final = "modeldeploy_queue_duration_seconds"
+#: gauge, labels BASE_LABELS: seconds spent fetching, verifying, loading and warming the model
+METRIC_MODEL_LOAD_SECONDS: Final = "modeldeploy_model_load_seconds"
+#: gauge, labels BASE_LABELS: 1 when ready (loaded, verified, warmed), 0 otherwise
+METRIC_MODEL_READY: Final = "modeldeploy_model_ready"
+#: counter, labels BASE_LABELS + class: argmax of the watched output, per row (prediction kind "class")
+METRIC_PREDICTION_CLASS_TOTAL: Final = "modeldeploy_prediction_class_total"
+#: histogram over 0..1, labels BASE_LABELS: the watched score, per row (prediction kind "score")
+METRIC_PREDICTION_SCORE: Final = "modeldeploy_prediction_score"
+#: counter, labels BASE_LABELS + reason
+METRIC_INPUT_REJECTIONS_TOTAL: Final = "modeldeploy_input_rejections_total"
+
+#: histogram bucket upper bounds (seconds): 100 µs .. ~10 s, roughly 1-2.5-5 per decade
+REQUEST_DURATION_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+QUEUE_DURATION_BUCKETS: Final = REQUEST_DURATION_BUCKETS
+BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: 20 equal buckets over 0..1 (the +Inf bucket is added by the client library)
+PREDICTION_SCORE_BUCKETS: Final = tuple(round(i / 20, 2) for i in range(1, 21))
+
+#: values of the `reason` label of METRIC_INPUT_REJECTIONS_TOTAL
+REJECTION_MALFORMED: Final = "malformed"  # body is not valid JSON / header length wrong
+REJECTION_BODY_TOO_LARGE: Final = "body_too_large"
+REJECTION_UNKNOWN_INPUT: Final = "unknown_input"
+REJECTION_MISSING_INPUT: Final = "missing_input"
+REJECTION_DATATYPE: Final = "datatype"
+REJECTION_SHAPE: Final = "shape"
+REJECTION_DATA: Final = "data"  # data length or values do not fit shape / datatype
+REJECTION_UNKNOWN_OUTPUT: Final = "unknown_output"
+REJECTION_UNSUPPORTED: Final = "unsupported"  # e.g. unsupported content encoding or parameter
+REJECTION_REASONS: Final = (
+    REJECTION_MALFORMED,
+    REJECTION_BODY_TOO_LARGE,
+    REJECTION_UNKNOWN_INPUT,
+    REJECTION_MISSING_INPUT,
+    REJECTION_DATATYPE,
+    REJECTION_SHAPE,
+    REJECTION_DATA,
+    REJECTION_UNKNOWN_OUTPUT,
+    REJECTION_UNSUPPORTED,
+)
