@@ -1,0 +1,57 @@
+# modeldeploy — run `make help` for the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python ## Create .venv with the package (editable) and every extra; install Prometheus; build the cluster binaries
+	$(BIN)/pip install -q -e '.[runtime,operator,test,dev]'
+	bash hack/install-system-deps.sh
+	bash hack/cluster/build-bins.sh >/dev/null
+
+crds: ## Render crds/*.yaml from the pydantic API models
+	$(BIN)/python -m modeldeploy.operator.crdgen crds
+
+lint: ## ruff, mypy --strict on packages and tests, import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy operator/modeldeploy runtime/modeldeploy hack/localcluster/modeldeploy tests e2e bench
+	$(BIN)/lint-imports
+
+test: ## Run the test suite (unit, runtime over real HTTP, operator on the local cluster)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: crds ## crds, then git diff --exit-code, then lint, then test
+	git diff --exit-code -- crds
+	$(MAKE) lint
+	$(MAKE) test
+
+cluster-bins: ## Build etcd and the Kubernetes control plane from Go modules (cached in ~/.cache/modeldeploy)
+	bash hack/cluster/build-bins.sh
+
+cluster-up: ## Start the local cluster in its own network namespace (kubeconfig in .cluster/)
+	$(BIN)/python -m modeldeploy.localcluster up
+
+cluster-down: ## Stop everything the local cluster started
+	$(BIN)/python -m modeldeploy.localcluster down
+
+cluster-shell: ## A shell inside the cluster's network namespace, with KUBECONFIG set
+	bin/in-cluster bash
+
+demo: ## The whole story on the local cluster: deploy, promote a good version, roll back a bad one
+	$(BIN)/python -m e2e.demo
+
+bench: ## Runtime benchmark against raw onnxruntime and the peers (see bench/README.md)
+	bash bench/run.sh
+
+.PHONY: help install crds lint test check cluster-bins cluster-up cluster-down cluster-shell demo bench

@@ -1,0 +1,1 @@
+"""modeldeploy's Kubernetes operator: ModelDeployment in, serving revisions and judged rollouts out."""
