@@ -1,0 +1,27 @@
+"""What one analysis tick measures: a ModelDeployment's two arms, each identified by its revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of the comparison: a revision and its ready pods."""
+
+    revision: str
+    pod_urls: tuple[str, ...] = ()
+    """`http://<podIP>:<port>` of the arm's ready pods (read by the pods provider only)."""
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """The ModelDeployment being analysed and its stable and canary arms."""
+
+    namespace: str
+    name: str
+    """ModelDeployment name."""
+    model: str
+    """Model name (the metric label `model`)."""
+    stable: Arm
+    canary: Arm
