@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from .base import ApiModel, Duration
-from .spec import Analysis, Step
+from .base import ApiModel, Duration, cel_rules
+from .spec import MAX_STEPS, WEIGHTS_NOT_DECREASING, Analysis, Step, check_weights_not_decreasing
 
 RequiredDoc = Literal["modelCardUrl", "runbookUrl", "dashboardUrl"]
 
@@ -41,11 +41,20 @@ class RolloutPolicySpec(ApiModel):
     """Every rollout must be analysed."""
     require_slo: bool = False
     """Every ModelDeployment must state an SLO (latency or error rate)."""
-    required_documentation: list[RequiredDoc] = Field(default_factory=list)
+    required_documentation: list[RequiredDoc] = Field(
+        default_factory=list, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
     """Documentation links every ModelDeployment must have."""
-    default_steps: list[Step] | None = Field(default=None, max_length=32)
+    default_steps: list[Step] | None = Field(
+        default=None, max_length=MAX_STEPS, json_schema_extra=cel_rules(WEIGHTS_NOT_DECREASING)
+    )
     """Steps a ModelDeployment without its own inherits."""
     default_analysis: Analysis | None = None
     """Analysis a ModelDeployment without its own inherits."""
     progress_deadline: Duration | None = None
-    """Longest progress deadline allowed."""
+    """Longest progress deadline allowed, and the deadline of a ModelDeployment that sets none."""
+
+    @model_validator(mode="after")
+    def _rules(self) -> RolloutPolicySpec:
+        check_weights_not_decreasing(self.default_steps)
+        return self

@@ -45,10 +45,22 @@ PROVIDER_ONE_OF = CelRule(
 WINDOW_GE_INTERVAL = CelRule(
     "duration(self.window) >= duration(self.interval)", "analysis.window must be at least analysis.interval"
 )
+INTERVAL_POSITIVE = CelRule("duration(self.interval) > duration('0s')", "analysis.interval must be positive")
+METRICS_NEED_PROMETHEUS = CelRule(
+    "!has(self.metrics) || size(self.metrics) == 0 || (has(self.provider) && has(self.provider.prometheus))",
+    "custom metrics need the prometheus provider",
+)
 METRIC_HAS_BOUND = CelRule("has(self.min) || has(self.max)", "a custom metric needs min, max or both")
 METRIC_MIN_LE_MAX = CelRule(
     "!(has(self.min) && has(self.max)) || self.min <= self.max", "a custom metric's min must be <= its max"
 )
+
+
+def check_weights_not_decreasing(steps: list[Step] | None) -> None:
+    """The pydantic twin of WEIGHTS_NOT_DECREASING, shared by a rollout's steps and a policy's default steps."""
+    weights = [s.set_weight for s in steps or () if s.set_weight is not None]
+    if any(a > b for a, b in itertools.pairwise(weights)):
+        raise ValueError(WEIGHTS_NOT_DECREASING.message)
 
 
 def _count_set(*values: object) -> int:
@@ -107,7 +119,6 @@ class ModelSpec(ApiModel):
 
     @model_validator(mode="after")
     def _rules(self) -> ModelSpec:
-
         if not re.fullmatch(r"[a-f0-9]{64}", self.sha256):
             raise ValueError(SHA256_HEX.message)
         if not self.uri.startswith(URI_SCHEMES):
@@ -415,7 +426,9 @@ class Provider(ApiModel):
 class Analysis(ApiModel):
     """How the canary is judged while it takes traffic."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel_rules(WINDOW_GE_INTERVAL)}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel_rules(WINDOW_GE_INTERVAL, INTERVAL_POSITIVE, METRICS_NEED_PROMETHEUS)
+    }
 
     interval: Duration = "30s"
     """Time between checks."""
@@ -442,6 +455,10 @@ class Analysis(ApiModel):
     def _rules(self) -> Analysis:
         if parse_duration(self.window) < parse_duration(self.interval):
             raise ValueError(WINDOW_GE_INTERVAL.message)
+        if parse_duration(self.interval) <= 0:
+            raise ValueError(INTERVAL_POSITIVE.message)
+        if self.metrics and self.provider.prometheus is None:
+            raise ValueError(METRICS_NEED_PROMETHEUS.message)
         return self
 
 
@@ -460,8 +477,9 @@ class RolloutSpec(ApiModel):
     """How traffic is split; replica ratio when unset."""
     analysis: Analysis | None = None
     """Judging the canary; the policy's default analysis when unset."""
-    progress_deadline: Duration = "10m"
-    """A step that makes no progress for this long stalls the rollout (ProgressDeadlineExceeded)."""
+    progress_deadline: Duration | None = None
+    """A step that makes no progress for this long stalls the rollout (ProgressDeadlineExceeded); the policy's
+    progressDeadline, else 10m, when unset."""
     scale_down_delay: Duration = "30s"
     """How long a replaced or rolled-back revision stays up before it is scaled to zero."""
     allow_contract_change: bool = False
@@ -469,9 +487,7 @@ class RolloutSpec(ApiModel):
 
     @model_validator(mode="after")
     def _rules(self) -> RolloutSpec:
-        weights = [s.set_weight for s in self.steps or () if s.set_weight is not None]
-        if any(a > b for a, b in itertools.pairwise(weights)):
-            raise ValueError(WEIGHTS_NOT_DECREASING.message)
+        check_weights_not_decreasing(self.steps)
         return self
 
 

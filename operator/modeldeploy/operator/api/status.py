@@ -238,7 +238,11 @@ class ModelDeploymentStatus(ApiModel):
     """The spec generation this status describes."""
     phase: Phase | None = None
     """The state at a glance."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=len(CONDITION_TYPES),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     """Ready, Reconciling, Stalled, Available, Progressing, Degraded, Paused, AwaitingApproval."""
     stable: StableStatus | None = None
     """The revision that serves."""
