@@ -2,15 +2,17 @@
 # Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler from their Go modules
 # into a per-version cache outside the repository. A second run with the binaries present costs nothing.
 set -euo pipefail
-K8S_VERSION="${K8S_VERSION:-v1.36.3}"
-ETCD_VERSION="${ETCD_VERSION:-v3.6.14}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
 CACHE="${MODELDEPLOY_CACHE:-$HOME/.cache/modeldeploy}"
 OUT="$CACHE/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-need=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+need=(etcd kube-apiserver kube-controller-manager kube-scheduler kstatus)
 missing=0
 for b in "${need[@]}"; do [ -x "$OUT/$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then echo "$OUT"; exit 0; fi
-command -v go >/dev/null || { echo "go toolchain not found: cannot build the local cluster" >&2; exit 2; }
+command -v go >/dev/null || { echo "go toolchain not found: cannot build the local cluster's binaries (see hack/localcluster/README.md)" >&2; exit 2; }
 mkdir -p "$OUT"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 work="$CACHE/build"
@@ -42,6 +44,10 @@ if [ ! -x "$OUT/kube-apiserver" ] || [ ! -x "$OUT/kube-controller-manager" ] || 
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
     [ -x "$OUT/$c" ] || go build -trimpath -ldflags "-s -w $ld" -o "$OUT/$c" "k8s.io/kubernetes/cmd/$c" >&2
   done
+fi
+# --- kstatus: sigs.k8s.io/cli-utils status.Compute as a command (hack/kstatus, pinned go.mod/go.sum)
+if [ ! -x "$OUT/kstatus" ]; then
+  (cd "$repo/hack/kstatus" && go build -trimpath -ldflags "-s -w" -o "$OUT/kstatus" .) >&2
 fi
 echo "built in $(( $(date +%s) - start ))s" >&2
 echo "$OUT"

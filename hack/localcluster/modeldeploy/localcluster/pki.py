@@ -1,0 +1,82 @@
+"""Certificates and keys for the local API server, made with the openssl command line.
+
+A CA, a serving certificate for every name and address the API server answers on, an EC key
+that signs service-account tokens, and a random admin bearer token (static token file: the
+user `modeldeploy-admin` in group `system:masters`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import KUBERNETES_SERVICE_IP, NODE_IP
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    sa_key: Path
+    sa_pub: Path
+    token: str
+    token_file: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+def _ec_key(path: Path) -> None:
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path), cwd=path.parent)
+    path.chmod(0o600)
+
+
+def make(directory: Path) -> Pki:
+    directory.mkdir(parents=True, exist_ok=True)
+    d = directory
+    ca_key, ca_cert = d / "ca.key", d / "ca.crt"
+    server_key, server_cert = d / "apiserver.key", d / "apiserver.crt"
+    sa_key, sa_pub = d / "sa.key", d / "sa.pub"
+    for k in (ca_key, server_key, sa_key):
+        _ec_key(k)
+    _openssl(
+        "req", "-x509", "-new", "-key", str(ca_key), "-subj", "/CN=modeldeploy-local-ca", "-days", "3650",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-out", str(ca_cert), cwd=d,
+    )  # fmt: skip
+    sans = [
+        "DNS:localhost",
+        "DNS:kubernetes",
+        "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc",
+        "DNS:kubernetes.default.svc.cluster.local",
+        "IP:127.0.0.1",
+        f"IP:{NODE_IP}",
+        f"IP:{KUBERNETES_SERVICE_IP}",
+    ]
+    ext = d / "apiserver.ext"
+    ext.write_text(
+        f"subjectAltName={','.join(sans)}\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    csr = d / "apiserver.csr"
+    _openssl("req", "-new", "-key", str(server_key), "-subj", "/CN=kube-apiserver", "-out", str(csr), cwd=d)
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "3650", "-extfile", str(ext), "-out", str(server_cert), cwd=d,
+    )  # fmt: skip
+    _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub), cwd=d)
+    token = secrets.token_hex(24)
+    token_file = d / "tokens.csv"
+    token_file.write_text(f'{token},modeldeploy-admin,modeldeploy-admin,"system:masters"\n')
+    token_file.chmod(0o600)
+    return Pki(ca_cert, ca_key, server_cert, server_key, sa_key, sa_pub, token, token_file)
