@@ -1,0 +1,177 @@
+"""`python -m modeldeploy.runtime`: listen, load and verify the model, warm up, serve, drain on SIGTERM.
+
+The listener opens first so that liveness answers while the model loads; readiness (and
+inference) answer 503 until the model is fetched, its sha256 verified, the session created and
+a warm-up inference done. Exit codes: 0 after a drain, 2 bad configuration, 3 the model could not
+be loaded, 4 sha256 mismatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from modeldeploy.runtime import contract as c
+from modeldeploy.runtime.app import App
+from modeldeploy.runtime.batching import Batcher
+from modeldeploy.runtime.config import Config, ConfigError, parse
+from modeldeploy.runtime.httpserver import HttpServer
+from modeldeploy.runtime.loading import DigestMismatchError, fetch
+from modeldeploy.runtime.metrics import Metrics
+from modeldeploy.runtime.model import Model
+
+log = logging.getLogger("modeldeploy.runtime")
+
+
+class _LoadResult:
+    def __init__(self, model: Model, sha256: str, seconds: float) -> None:
+        self.model = model
+        self.sha256 = sha256
+        self.seconds = seconds
+
+
+def _load(cfg: Config) -> _LoadResult:
+    t0 = time.perf_counter()
+    fetched = fetch(
+        cfg.model_uri,
+        expected_sha256=cfg.sha256,
+        pvc_root=cfg.pvc_root,
+        cache_dir=cfg.cache_dir,
+        max_bytes=cfg.download_max_bytes,
+    )
+    model = Model.load(fetched.path, cfg.intra_op_threads, cfg.inter_op_threads)
+    if cfg.prediction_output is not None and cfg.prediction_output not in model.outputs:
+        raise ConfigError(
+            f"--prediction-output {cfg.prediction_output!r} is not an output of the model "
+            f"({', '.join(model.output_names)})"
+        )
+    model.warm_up()
+    return _LoadResult(model, fetched.sha256, time.perf_counter() - t0)
+
+
+def _load_in_thread(cfg: Config) -> Future[_LoadResult]:
+    """A daemon thread: a SIGTERM during a long download must not wait for it."""
+    fut: Future[_LoadResult] = Future()
+
+    def target() -> None:
+        try:
+            fut.set_result(_load(cfg))
+        except BaseException as e:
+            fut.set_exception(e)
+
+    threading.Thread(target=target, name="model-load", daemon=True).start()
+    return fut
+
+
+async def serve(cfg: Config) -> int:
+    loop = asyncio.get_running_loop()
+    metrics = Metrics(cfg.model_name, cfg.model_version, cfg.revision, cfg.track, cfg.prediction_kind)
+    app = App(cfg, metrics)
+    server = HttpServer(app, cfg.host, cfg.port, cfg.max_body_bytes, cfg.access_log)
+    try:
+        await server.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, e)
+        return c.EXIT_CONFIG
+    log.info(
+        "listening on %s:%d; loading model %s version %s",
+        cfg.host,
+        server.bound_port(),
+        cfg.model_name,
+        cfg.model_version,
+    )
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    load = asyncio.wrap_future(_load_in_thread(cfg))
+    stopper: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {load, stopper}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not load.done():
+        log.info("stopped while loading the model")
+        server.begin_drain()
+        await server.wait_drained(cfg.grace_period_s)
+        server.close_all()
+        return c.EXIT_OK
+    try:
+        result = load.result()
+    except DigestMismatchError as e:
+        print(f"modeldeploy-runtime: {e}", file=sys.stderr, flush=True)
+        log.error("%s", e)
+        server.close_all()
+        return c.EXIT_DIGEST_MISMATCH
+    except ConfigError as e:
+        log.error("%s", e)
+        server.close_all()
+        return c.EXIT_CONFIG
+    except Exception as e:
+        print(f"modeldeploy-runtime: cannot load the model: {e}", file=sys.stderr, flush=True)
+        server.close_all()
+        return c.EXIT_LOAD_FAILED
+    model = result.model
+    if cfg.batching and model.batchable:
+        app.batcher = Batcher(
+            model,
+            metrics,
+            max_batch_size=cfg.max_batch_size,
+            max_delay_s=cfg.max_delay_ms / 1000.0,
+            receiving=lambda: server.receiving,
+            on_outputs=app.record_outputs,
+        )
+        app.batcher.start()
+    elif cfg.batching:
+        log.info("dynamic batching off: the model has no dynamic batch dimension on every input and output")
+    app.set_model(model, result.sha256, result.seconds)
+    app.set_ready(True)
+    log.info(
+        "ready: model %s version %s sha256 %s loaded and warmed up in %.3fs",
+        cfg.model_name,
+        cfg.model_version,
+        result.sha256,
+        result.seconds,
+    )
+
+    await stopper
+    log.info("SIGTERM: not ready, draining for at most %.1fs", cfg.grace_period_s)
+    app.set_ready(False)
+    app.state.draining = True
+    server.begin_drain()
+    drained = await server.wait_drained(cfg.grace_period_s)
+    if not drained:
+        log.warning("grace period over with %d connection(s) open; closing them", len(server.connections))
+    server.close_all()
+    if app.batcher is not None:
+        await app.batcher.stop()
+    log.info("drained; exiting")
+    return c.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cfg = parse(argv)
+    except ConfigError as e:
+        print(f"modeldeploy-runtime: {e}", file=sys.stderr)
+        return c.EXIT_CONFIG
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - uvloop is a runtime dependency off Windows
+        return asyncio.run(serve(cfg))
+    return uvloop.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

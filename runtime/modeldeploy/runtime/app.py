@@ -1,0 +1,254 @@
+"""The v2 REST endpoints, independent of the HTTP transport.
+
+`App.handle` takes a parsed request and returns a `Response`, or an awaitable of one when the
+request goes through the batcher. Inference without batching runs inline on the event loop:
+for the small models this serves, a thread hand-off costs more than the inference itself.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modeldeploy.runtime import contract as c
+from modeldeploy.runtime.batching import Batcher, Outputs
+from modeldeploy.runtime.codec import DecodedRequest, InferError, decode_request, decompress, encode_response
+from modeldeploy.runtime.config import Config
+from modeldeploy.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from modeldeploy.runtime.metrics import Metrics
+from modeldeploy.runtime.model import Model, ModelRunError
+
+SERVER_NAME = "modeldeploy"
+SERVER_VERSION = "0.1.0"
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+
+JSON = b"application/json"
+OCTET = b"application/octet-stream"
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    #: rendered header lines, each ending in CRLF
+    headers: bytes = b""
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(status, orjson.dumps({"error": message}))
+
+
+@dataclass(slots=True)
+class State:
+    ready: bool = False
+    draining: bool = False
+    load_error: str | None = None
+    sha256: str | None = None
+    load_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class App:
+    def __init__(self, cfg: Config, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.state = State()
+        self.model: Model | None = None
+        self.batcher: Batcher | None = None
+        self._watch_index = 0
+        name = cfg.model_name
+        v = cfg.model_version
+        self._infer_paths = {c.infer_path(name), f"/v2/models/{name}/versions/{v}/infer"}
+        self._ready_paths = {c.model_ready_path(name), f"/v2/models/{name}/versions/{v}/ready"}
+        self._meta_paths = {c.model_path(name), f"/v2/models/{name}/versions/{v}"}
+        self._server_meta = orjson.dumps({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
+        self._model_meta = b""
+        self._live = Response(200, b'{"live":true}')
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    def set_model(self, model: Model, sha256: str, load_seconds: float) -> None:
+        """Called once the model is loaded, verified and warmed up: then, and only then, ready."""
+        self.model = model
+        self.state.sha256 = sha256
+        self.state.load_seconds = load_seconds
+        watched = self.cfg.prediction_output or model.output_names[0]
+        self._watch_index = model.output_names.index(watched)
+        self._model_meta = orjson.dumps(
+            {
+                "name": self.cfg.model_name,
+                "versions": [self.cfg.model_version],
+                "platform": "onnxruntime_onnx",
+                "inputs": [s.metadata() for s in model.inputs.values()],
+                "outputs": [s.metadata() for s in model.outputs.values()],
+                "parameters": {
+                    "sha256": sha256,
+                    "revision": self.cfg.revision,
+                    "track": self.cfg.track,
+                    "max_batch_size": self.cfg.max_batch_size if self.batcher is not None else 0,
+                },
+            }
+        )
+        self.metrics.model_load_seconds.set(load_seconds)
+
+    def set_ready(self, ready: bool) -> None:
+        self.state.ready = ready
+        self.metrics.model_ready.set(1 if ready else 0)
+
+    def record_outputs(self, outs: Outputs) -> None:
+        self.metrics.predictions(outs[self._watch_index])
+
+    # ------------------------------------------------------------------------------- dispatch
+
+    def is_infer_path(self, path: str) -> bool:
+        return path in self._infer_paths or (path.startswith("/v2/models/") and path.endswith("/infer"))
+
+    def handle(
+        self,
+        method: bytes,
+        path: str,
+        body: bytes,
+        headers: dict[bytes, bytes],
+        t0: float,
+    ) -> Response | Awaitable[Response]:
+        if path in self._infer_paths:
+            if method != b"POST":
+                return _method_not_allowed(b"POST")
+            return self.infer(body, headers, t0)
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+            if path in self._infer_paths:
+                return self.handle(method, path, body, headers, t0)
+        if method not in (b"GET", b"HEAD"):
+            if path.startswith("/v2/models/") and path.endswith("/infer"):
+                if method != b"POST":
+                    return _method_not_allowed(b"POST")
+                return self.finish(self._unknown_model(path), t0)
+            return _error(405 if self._known(path) else 404, f"{method.decode()} {path} is not served")
+        if path == c.HEALTH_LIVE_PATH:
+            return self._live
+        if path == c.HEALTH_READY_PATH:
+            return self._readiness({"ready": self.state.ready})
+        if path in self._ready_paths:
+            return self._readiness({"name": self.cfg.model_name, "ready": self.state.ready})
+        if path == c.METRICS_PATH:
+            return Response(200, self.metrics.render(), METRICS_CONTENT_TYPE.encode())
+        if path == c.SERVER_METADATA_PATH or path == c.SERVER_METADATA_PATH + "/":
+            return Response(200, self._server_meta)
+        if path in self._meta_paths:
+            if self.model is None:
+                return _error(503, f"model {self.cfg.model_name!r} is not loaded yet")
+            return Response(200, self._model_meta)
+        if path.startswith("/v2/models/"):
+            return self._unknown_model(path)
+        if path.endswith("/infer"):
+            return _method_not_allowed(b"POST")
+        return _error(404, f"no such endpoint: {path}")
+
+    def _known(self, path: str) -> bool:
+        return path in (c.HEALTH_LIVE_PATH, c.HEALTH_READY_PATH, c.METRICS_PATH, c.SERVER_METADATA_PATH) or (
+            path in self._ready_paths or path in self._meta_paths
+        )
+
+    def _unknown_model(self, path: str) -> Response:
+        parts = path.split("/")  # ['', 'v2', 'models', name, ...]
+        name = parts[3] if len(parts) > 3 else ""
+        if name != self.cfg.model_name:
+            return _error(404, f"unknown model {name!r}; this server serves {self.cfg.model_name!r}")
+        if len(parts) > 5 and parts[4] == "versions" and parts[5] != self.cfg.model_version:
+            return _error(
+                404,
+                f"unknown version {parts[5]!r} of model {name!r}; this server serves version "
+                f"{self.cfg.model_version!r}",
+            )
+        return _error(404, f"no such endpoint: {path}")
+
+    def _readiness(self, doc: dict[str, Any]) -> Response:
+        return Response(200 if self.state.ready else 503, orjson.dumps(doc))
+
+    # ------------------------------------------------------------------------------- inference
+
+    def finish(self, resp: Response, t0: float) -> Response:
+        self.metrics.request(resp.status, time.perf_counter() - t0)
+        return resp
+
+    def reject(self, e: InferError, t0: float) -> Response:
+        if e.reason is not None:
+            self.metrics.rejection(e.reason)
+        return self.finish(Response(e.status, e.body()), t0)
+
+    def body_too_large(self, path: str, t0: float) -> Response:
+        e = InferError(
+            413, f"request body exceeds the limit of {self.cfg.max_body_bytes} bytes", c.REJECTION_BODY_TOO_LARGE
+        )
+        if self.is_infer_path(path):
+            return self.reject(e, t0)
+        return Response(e.status, e.body())
+
+    def infer(self, body: bytes, headers: dict[bytes, bytes], t0: float) -> Response | Awaitable[Response]:
+        model = self.model
+        if not self.state.ready or model is None:
+            why = "shutting down" if self.state.draining else "not ready (loading)"
+            return self.finish(_error(503, f"model {self.cfg.model_name!r} is {why}"), t0)
+        try:
+            enc = headers.get(b"content-encoding")
+            if enc is not None:
+                body = decompress(body, enc.decode("latin-1"), self.cfg.max_body_bytes)
+            raw_len = headers.get(b"inference-header-content-length")
+            header_len = None
+            if raw_len is not None:
+                try:
+                    header_len = int(raw_len)
+                except ValueError:
+                    raise InferError(
+                        400, "Inference-Header-Content-Length must be an integer", c.REJECTION_MALFORMED
+                    ) from None
+            req = decode_request(body, header_len, model.inputs, model.outputs)
+        except InferError as e:
+            return self.reject(e, t0)
+        if self.batcher is not None:
+            return self._infer_batched(req, t0)
+        try:
+            outs = model.run(req.inputs)
+        except ModelRunError as e:
+            return self.finish(_error(500, str(e)), t0)
+        first = outs[0]
+        self.metrics.batch_size.observe(first.shape[0] if model.batchable and first.ndim else 1)
+        self.record_outputs(outs)
+        return self.finish(self._encode(req, outs), t0)
+
+    async def _infer_batched(self, req: DecodedRequest, t0: float) -> Response:
+        assert self.batcher is not None
+        try:
+            outs = await self.batcher.submit(req.inputs)
+        except ModelRunError as e:
+            return self.finish(_error(500, str(e)), t0)
+        return self.finish(self._encode(req, outs), t0)
+
+    def _encode(self, req: DecodedRequest, outs: list[np.ndarray[Any, Any]]) -> Response:
+        model = self.model
+        assert model is not None
+        specs = model.outputs
+        names = model.output_names
+        if req.outputs is None:
+            chosen = [(specs[n], o, req.binary_output) for n, o in zip(names, outs, strict=True)]
+        else:
+            by_name = dict(zip(names, outs, strict=True))
+            chosen = [(specs[r.name], by_name[r.name], r.binary) for r in req.outputs]
+        body, header_len = encode_response(self.cfg.model_name, self.cfg.model_version, req.id, chosen)
+        if header_len is None:
+            return Response(200, body)
+        return Response(200, body, OCTET, b"inference-header-content-length: %d\r\n" % header_len)
+
+
+def _method_not_allowed(allow: bytes) -> Response:
+    r = _error(405, f"method not allowed; use {allow.decode()}")
+    r.headers = b"allow: " + allow + b"\r\n"
+    return r

@@ -1,0 +1,469 @@
+"""Open Inference Protocol v2 tensor codec: JSON tensors and the binary tensor data extension.
+
+Decoding turns a request body into numpy arrays checked against the model's signature; every
+problem with the client's input raises `InferError` with a 4xx status and the rejection reason
+of the contract, never anything else. Encoding turns output arrays into a v2 response body, with
+outputs in binary form where the request asked for it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modeldeploy.runtime import contract as c
+
+#: OIP datatype -> numpy dtype (BYTES: object arrays of str, which is what ONNX Runtime takes)
+OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(np.object_),
+}
+
+#: ONNX Runtime type string -> OIP datatype
+ORT_TO_OIP: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+_LE_DTYPES: dict[str, np.dtype[Any]] = {k: v.newbyteorder("<") for k, v in OIP_TO_NUMPY.items() if k != "BYTES"}
+_ORJSON_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_U32 = struct.Struct("<I")
+_MAX_DIMS = 32
+
+
+class InferError(Exception):
+    """A request that cannot be served. `reason` is a contract rejection reason for 4xx."""
+
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": self.message})
+
+
+def bad_request(message: str, reason: str) -> InferError:
+    return InferError(400, message, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One input or output of the model: name, OIP datatype, shape with -1 for dynamic dims."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...] | None  # None: rank unknown
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return OIP_TO_NUMPY[self.datatype]
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape or [])}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(slots=True)
+class DecodedRequest:
+    id: str | None
+    inputs: dict[str, np.ndarray[Any, Any]]
+    #: None: every output of the model
+    outputs: list[RequestedOutput] | None
+    #: request-level `binary_data_output`: the default form of outputs not listed or not specified
+    binary_output: bool
+
+
+# --------------------------------------------------------------------------------------- decoding
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Undo a request Content-Encoding (gzip, deflate), never producing more than `limit` bytes."""
+    enc = encoding.strip().lower()
+    if enc in ("", "identity"):
+        return body
+    if enc not in ("gzip", "deflate"):
+        raise InferError(415, f"unsupported content-encoding {encoding!r}", c.REJECTION_UNSUPPORTED)
+    d = zlib.decompressobj(wbits=47 if enc == "gzip" else 15)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise bad_request(f"body is not valid {enc}: {e}", c.REJECTION_MALFORMED) from None
+    if len(out) > limit:
+        raise InferError(413, f"decompressed body exceeds {limit} bytes", c.REJECTION_BODY_TOO_LARGE)
+    return out
+
+
+def decode_request(
+    body: bytes,
+    header_length: int | None,
+    inputs: Mapping[str, TensorSpec],
+    outputs: Mapping[str, TensorSpec],
+) -> DecodedRequest:
+    """Parse and check one v2 inference request against the model signature.
+
+    `header_length` is the value of the `Inference-Header-Content-Length` header when present:
+    the JSON part is then `body[:header_length]` and binary tensor data follows it.
+    """
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        if header_length < 0 or header_length > len(body):
+            raise bad_request(
+                f"Inference-Header-Content-Length {header_length} is outside the body of {len(body)} bytes",
+                c.REJECTION_MALFORMED,
+            )
+        json_part, binary = body[:header_length], body[header_length:]
+    try:
+        req = orjson.loads(json_part)
+    except orjson.JSONDecodeError as e:
+        raise bad_request(f"request body is not valid JSON: {e}", c.REJECTION_MALFORMED) from None
+    if type(req) is not dict:
+        raise bad_request("request body must be a JSON object", c.REJECTION_MALFORMED)
+
+    rid = req.get("id")
+    if rid is not None and type(rid) is not str:
+        raise bad_request("'id' must be a string", c.REJECTION_MALFORMED)
+    params = req.get("parameters")
+    binary_output = False
+    if params is not None:
+        if type(params) is not dict:
+            raise bad_request("'parameters' must be an object", c.REJECTION_MALFORMED)
+        bdo = params.get("binary_data_output", False)
+        if type(bdo) is not bool:
+            raise bad_request("parameter 'binary_data_output' must be a boolean", c.REJECTION_MALFORMED)
+        binary_output = bdo
+
+    raw_inputs = req.get("inputs")
+    if type(raw_inputs) is not list:
+        raise bad_request("'inputs' must be a list of tensors", c.REJECTION_MALFORMED)
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    offset = 0
+    for t in raw_inputs:
+        if type(t) is not dict:
+            raise bad_request("each entry of 'inputs' must be an object", c.REJECTION_MALFORMED)
+        name = t.get("name")
+        if type(name) is not str:
+            raise bad_request("each input needs a string 'name'", c.REJECTION_MALFORMED)
+        spec = inputs.get(name)
+        if spec is None:
+            raise bad_request(
+                f"unknown input {name!r}; the model's inputs are {sorted(inputs)}", c.REJECTION_UNKNOWN_INPUT
+            )
+        if name in arrays:
+            raise bad_request(f"input {name!r} is given twice", c.REJECTION_MALFORMED)
+        arr, used = _decode_tensor(t, spec, binary, offset)
+        offset += used
+        arrays[name] = arr
+    if offset != len(binary):
+        raise bad_request(
+            f"the body holds {len(binary)} bytes of binary tensor data but the inputs declare {offset}",
+            c.REJECTION_MALFORMED,
+        )
+    if len(arrays) != len(inputs):
+        missing = sorted(set(inputs) - set(arrays))
+        raise bad_request(f"missing input(s) {missing}", c.REJECTION_MISSING_INPUT)
+
+    requested = _decode_outputs(req.get("outputs"), outputs, binary_output)
+    return DecodedRequest(id=rid, inputs=arrays, outputs=requested, binary_output=binary_output)
+
+
+def _decode_outputs(raw: Any, outputs: Mapping[str, TensorSpec], binary_default: bool) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if type(raw) is not list:
+        raise bad_request("'outputs' must be a list", c.REJECTION_MALFORMED)
+    result: list[RequestedOutput] = []
+    seen: set[str] = set()
+    for o in raw:
+        if type(o) is not dict or type(o.get("name")) is not str:
+            raise bad_request("each entry of 'outputs' must be an object with a string 'name'", c.REJECTION_MALFORMED)
+        name: str = o["name"]
+        if name not in outputs:
+            raise bad_request(
+                f"unknown output {name!r}; the model's outputs are {sorted(outputs)}", c.REJECTION_UNKNOWN_OUTPUT
+            )
+        if name in seen:
+            raise bad_request(f"output {name!r} is requested twice", c.REJECTION_MALFORMED)
+        seen.add(name)
+        binary = binary_default
+        p = o.get("parameters")
+        if p is not None:
+            if type(p) is not dict:
+                raise bad_request(f"parameters of output {name!r} must be an object", c.REJECTION_MALFORMED)
+            b = p.get("binary_data", binary_default)
+            if type(b) is not bool:
+                raise bad_request(f"'binary_data' of output {name!r} must be a boolean", c.REJECTION_MALFORMED)
+            binary = b
+            cc = p.get("classification", 0)
+            if cc not in (0, None, False):
+                raise bad_request(
+                    "the classification extension is not supported; request the raw output",
+                    c.REJECTION_UNSUPPORTED,
+                )
+        result.append(RequestedOutput(name, binary))
+    return result
+
+
+def _check_shape(raw_shape: Any, spec: TensorSpec) -> tuple[tuple[int, ...], int]:
+    if type(raw_shape) is not list or len(raw_shape) > _MAX_DIMS:
+        raise bad_request(f"input {spec.name!r}: 'shape' must be a list of integers", c.REJECTION_SHAPE)
+    for d in raw_shape:
+        if type(d) is not int or d < 0:
+            raise bad_request(
+                f"input {spec.name!r}: 'shape' must be a list of non-negative integers, got {raw_shape}",
+                c.REJECTION_SHAPE,
+            )
+    shape = tuple(raw_shape)
+    expected = spec.shape
+    if expected is not None and (
+        len(shape) != len(expected) or any(e >= 0 and e != d for e, d in zip(expected, shape, strict=True))
+    ):
+        raise bad_request(
+            f"input {spec.name!r}: shape {list(shape)} does not match the model's {list(expected)} (-1 = any size)",
+            c.REJECTION_SHAPE,
+        )
+    return shape, math.prod(shape)
+
+
+def _decode_tensor(t: dict[str, Any], spec: TensorSpec, binary: bytes, offset: int) -> tuple[np.ndarray[Any, Any], int]:
+    name = spec.name
+    dt = t.get("datatype")
+    if dt != spec.datatype:
+        if dt not in OIP_TO_NUMPY:
+            raise bad_request(
+                f"input {name!r}: unknown datatype {dt!r}; expected {spec.datatype}", c.REJECTION_DATATYPE
+            )
+        raise bad_request(
+            f"input {name!r}: datatype {dt} does not match the model's {spec.datatype}", c.REJECTION_DATATYPE
+        )
+    shape, count = _check_shape(t.get("shape"), spec)
+    params = t.get("parameters")
+    size = None
+    if params is not None:
+        if type(params) is not dict:
+            raise bad_request(f"input {name!r}: 'parameters' must be an object", c.REJECTION_MALFORMED)
+        size = params.get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise bad_request(
+                f"input {name!r}: 'binary_data_size' must be a non-negative integer", c.REJECTION_MALFORMED
+            )
+        if "data" in t:
+            raise bad_request(f"input {name!r} has both 'data' and 'binary_data_size'", c.REJECTION_MALFORMED)
+        if offset + size > len(binary):
+            raise bad_request(
+                f"input {name!r}: binary_data_size {size} runs past the end of the body", c.REJECTION_MALFORMED
+            )
+        chunk = binary[offset : offset + size]
+        return _from_binary(chunk, spec, shape, count), size
+    if "data" not in t:
+        raise bad_request(f"input {name!r} has no 'data'", c.REJECTION_DATA)
+    return _from_json(t["data"], spec, shape, count), 0
+
+
+def _from_binary(chunk: bytes, spec: TensorSpec, shape: tuple[int, ...], count: int) -> np.ndarray[Any, Any]:
+    if spec.datatype == "BYTES":
+        items = deserialize_bytes(chunk, spec.name)
+        if len(items) != count:
+            raise bad_request(
+                f"input {spec.name!r}: {len(items)} elements in binary data, shape {list(shape)} needs {count}",
+                c.REJECTION_DATA,
+            )
+        return _strings(items, spec.name).reshape(shape)
+    dtype = _LE_DTYPES[spec.datatype]
+    if len(chunk) != count * dtype.itemsize:
+        raise bad_request(
+            f"input {spec.name!r}: {len(chunk)} bytes of binary data, shape {list(shape)} of "
+            f"{spec.datatype} needs {count * dtype.itemsize}",
+            c.REJECTION_DATA,
+        )
+    arr = np.frombuffer(chunk, dtype=dtype)
+    if spec.datatype == "BOOL" and arr.size and np.any(arr.view(np.uint8) > 1):
+        raise bad_request(f"input {spec.name!r}: BOOL bytes must be 0 or 1", c.REJECTION_DATA)
+    return arr.reshape(shape)
+
+
+def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int) -> np.ndarray[Any, Any]:
+    if type(data) is not list:
+        data = [data]
+    if spec.datatype == "BYTES":
+        flat = _flatten(data, spec.name)
+        if len(flat) != count:
+            raise bad_request(
+                f"input {spec.name!r}: {len(flat)} elements in 'data', shape {list(shape)} needs {count}",
+                c.REJECTION_DATA,
+            )
+        return _strings(flat, spec.name).reshape(shape)
+    dtype = spec.dtype
+    try:
+        arr = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise bad_request(
+            f"input {spec.name!r}: 'data' is not a (nested) list of {spec.datatype} values: {e}", c.REJECTION_DATA
+        ) from None
+    if arr.size != count:
+        raise bad_request(
+            f"input {spec.name!r}: {arr.size} elements in 'data', shape {list(shape)} needs {count}",
+            c.REJECTION_DATA,
+        )
+    if arr.dtype != dtype:  # pragma: no cover - numpy honours dtype=
+        raise bad_request(f"input {spec.name!r}: data is not {spec.datatype}", c.REJECTION_DATA)
+    if dtype.kind in "iub" and arr.size and _has_non_integral(data, spec.datatype):
+        raise bad_request(
+            f"input {spec.name!r}: {spec.datatype} data must hold "
+            f"{'booleans' if spec.datatype == 'BOOL' else 'integers'}",
+            c.REJECTION_DATA,
+        )
+    return arr.reshape(shape) if arr.shape != shape else arr
+
+
+def _has_non_integral(data: list[Any], datatype: str) -> bool:
+    """numpy would silently truncate 1.5 to 1 or turn 7 into True: refuse that for exact types."""
+    want: tuple[type, ...] = (bool,) if datatype == "BOOL" else (int,)
+    stack: list[Any] = [data]
+    while stack:
+        cur = stack.pop()
+        for v in cur:
+            if type(v) is list:
+                stack.append(v)
+            elif type(v) not in want:
+                return True
+    return False
+
+
+def _flatten(data: list[Any], name: str) -> list[Any]:
+    out: list[Any] = []
+    stack: list[tuple[list[Any], int]] = [(data, 0)]
+    while stack:
+        cur, i = stack.pop()
+        while i < len(cur):
+            v = cur[i]
+            i += 1
+            if type(v) is list:
+                if len(stack) > _MAX_DIMS:
+                    raise bad_request(f"input {name!r}: data nested too deep", c.REJECTION_DATA)
+                stack.append((cur, i))
+                cur, i = v, 0
+            else:
+                out.append(v)
+    return out
+
+
+def _strings(items: Sequence[Any], name: str) -> np.ndarray[Any, Any]:
+    arr = np.empty(len(items), dtype=object)
+    for i, v in enumerate(items):
+        if type(v) is str:
+            arr[i] = v
+        elif type(v) is bytes:
+            try:
+                arr[i] = v.decode("utf-8")
+            except UnicodeDecodeError:
+                raise bad_request(f"input {name!r}: element {i} is not valid UTF-8", c.REJECTION_DATA) from None
+        else:
+            raise bad_request(
+                f"input {name!r}: BYTES data must hold strings, element {i} is {type(v).__name__}", c.REJECTION_DATA
+            )
+    return arr
+
+
+def deserialize_bytes(chunk: bytes, name: str = "?") -> list[bytes]:
+    """The binary form of a BYTES tensor: each element is a 4-byte little-endian length, then the bytes."""
+    items: list[bytes] = []
+    i, n = 0, len(chunk)
+    while i < n:
+        if i + 4 > n:
+            raise bad_request(f"input {name!r}: truncated length prefix in BYTES data", c.REJECTION_DATA)
+        (ln,) = _U32.unpack_from(chunk, i)
+        i += 4
+        if i + ln > n:
+            raise bad_request(f"input {name!r}: BYTES element runs past the end of its data", c.REJECTION_DATA)
+        items.append(chunk[i : i + ln])
+        i += ln
+    return items
+
+
+def serialize_bytes(arr: np.ndarray[Any, Any]) -> bytes:
+    parts: list[bytes] = []
+    for v in arr.ravel():
+        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        parts.append(_U32.pack(len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+# --------------------------------------------------------------------------------------- encoding
+
+
+def _json_data(arr: np.ndarray[Any, Any], datatype: str) -> Any:
+    if datatype == "BYTES":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.ravel()]
+    flat = arr.ravel()
+    if not flat.flags.c_contiguous or flat.dtype.byteorder not in "=|":
+        flat = np.ascontiguousarray(flat).astype(flat.dtype.newbyteorder("="), copy=False)
+    return flat
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Sequence[tuple[TensorSpec, np.ndarray[Any, Any], bool]],
+) -> tuple[bytes, int | None]:
+    """A v2 response. Returns the body and, when some output is binary, the JSON header's length."""
+    out_list: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for spec, arr, binary in outputs:
+        entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": list(arr.shape)}
+        if binary:
+            if spec.datatype == "BYTES":
+                blob = serialize_bytes(arr)
+            else:
+                blob = np.ascontiguousarray(arr, dtype=_LE_DTYPES[spec.datatype]).tobytes()
+            blobs.append(blob)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+        else:
+            entry["data"] = _json_data(arr, spec.datatype)
+        out_list.append(entry)
+    resp: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": out_list}
+    if request_id is not None:
+        resp["id"] = request_id
+    head = orjson.dumps(resp, option=_ORJSON_NUMPY)
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)

@@ -1,0 +1,131 @@
+"""Command line and environment: every flag has an environment variable twin; flags win."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modeldeploy.runtime import contract as c
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    model_name: str
+    model_uri: str
+    model_version: str = c.DEFAULT_MODEL_VERSION
+    revision: str = ""
+    track: str = c.DEFAULT_TRACK
+    sha256: str | None = None
+    host: str = c.DEFAULT_HOST
+    port: int = c.DEFAULT_PORT
+    intra_op_threads: int = c.DEFAULT_INTRA_OP_THREADS
+    inter_op_threads: int = c.DEFAULT_INTER_OP_THREADS
+    max_batch_size: int = c.DEFAULT_MAX_BATCH_SIZE
+    max_delay_ms: float = c.DEFAULT_MAX_DELAY_MS
+    max_body_bytes: int = c.DEFAULT_MAX_BODY_BYTES
+    grace_period_s: float = c.DEFAULT_GRACE_PERIOD_S
+    prediction_output: str | None = None
+    prediction_kind: str = c.DEFAULT_PREDICTION_KIND
+    access_log: bool = False
+    download_max_bytes: int = c.DEFAULT_DOWNLOAD_MAX_BYTES
+    cache_dir: str = ""
+    pvc_root: str = c.DEFAULT_PVC_ROOT
+    log_level: str = "INFO"
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 1
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
+def _positive_int(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError(f"must be >= 0: {v}")
+    return n
+
+
+def _nonneg_float(v: str) -> float:
+    x = float(v)
+    if not x >= 0:
+        raise ValueError(f"must be >= 0: {v}")
+    return x
+
+
+_OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--model-name", "model_name", str, "model name on the inference protocol (required)"),
+    ("--model-uri", "model_uri", str, "file://, plain path, pvc://claim/path, https://, s3:// (required)"),
+    ("--model-version", "model_version", str, f"model version (default {c.DEFAULT_MODEL_VERSION})"),
+    ("--revision", "revision", str, "operator revision hash, a metric label"),
+    ("--track", "track", str, f"one of {', '.join(c.TRACKS)}, a metric label"),
+    ("--sha256", "sha256", str, "expected sha256 of the model file; a mismatch exits 4"),
+    ("--host", "host", str, f"address to listen on (default {c.DEFAULT_HOST})"),
+    ("--port", "port", _positive_int, f"port (default {c.DEFAULT_PORT})"),
+    ("--intra-op-threads", "intra_op_threads", _positive_int, "ONNX Runtime intra-op threads (default 1)"),
+    ("--inter-op-threads", "inter_op_threads", _positive_int, "ONNX Runtime inter-op threads (default 1)"),
+    ("--max-batch-size", "max_batch_size", _positive_int, "dynamic batching: rows per batch (0 or 1: off)"),
+    ("--max-delay-ms", "max_delay_ms", _nonneg_float, "dynamic batching: longest wait for more requests"),
+    ("--max-body-bytes", "max_body_bytes", _positive_int, "larger request bodies get 413"),
+    ("--grace-period-s", "grace_period_s", _nonneg_float, "on SIGTERM, longest drain before exit"),
+    ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
+    ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),
+    ("--access-log", "access_log", _bool, "log one line per request (no payloads); off by default"),
+    ("--download-max-bytes", "download_max_bytes", _positive_int, "size limit of downloaded models"),
+    ("--cache-dir", "cache_dir", str, "where downloaded models go (default $TMPDIR)"),
+    ("--pvc-root", "pvc_root", str, f"where PVC claims are mounted (default {c.DEFAULT_PVC_ROOT})"),
+    ("--log-level", "log_level", str, "DEBUG, INFO, WARNING, ERROR"),
+]
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    ap = argparse.ArgumentParser(
+        prog="python -m modeldeploy.runtime",
+        description="modeldeploy ONNX Runtime server on the Open Inference Protocol v2 (REST). "
+        "Every flag has an environment variable twin; flags win.",
+    )
+    for flag, dest, _conv, help_ in _OPTIONS:
+        ap.add_argument(flag, dest=dest, default=None, help=f"{help_} [env {c.FLAG_ENV[flag]}]")
+    ns = ap.parse_args(argv)
+    values: dict[str, Any] = {}
+    for flag, dest, conv, _help in _OPTIONS:
+        raw = getattr(ns, dest)
+        source = flag
+        if raw is None:
+            raw = env.get(c.FLAG_ENV[flag])
+            source = c.FLAG_ENV[flag]
+        if raw is None or (raw == "" and dest not in ("revision",)):
+            continue
+        try:
+            values[dest] = conv(raw)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    for required in ("model_name", "model_uri"):
+        if not values.get(required):
+            flag = "--" + required.replace("_", "-")
+            raise ConfigError(f"{flag} (or {c.FLAG_ENV[flag]}) is required")
+    if values.get("track", c.DEFAULT_TRACK) not in c.TRACKS:
+        raise ConfigError(f"--track must be one of {c.TRACKS}, got {values['track']!r}")
+    if values.get("prediction_kind", c.DEFAULT_PREDICTION_KIND) not in c.PREDICTION_KINDS:
+        raise ConfigError(f"--prediction-kind must be one of {c.PREDICTION_KINDS}")
+    if "/" in values["model_name"] or "?" in values["model_name"]:
+        raise ConfigError("--model-name must not contain '/' or '?'")
+    if not values.get("cache_dir"):
+        values["cache_dir"] = tempfile.gettempdir()
+    return Config(**values)

@@ -1,0 +1,107 @@
+"""The loaded model: an ONNX Runtime session, its v2 signature, warm-up and inference."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from modeldeploy.runtime.codec import ORT_TO_OIP, TensorSpec
+
+
+class ModelLoadError(Exception):
+    """The model file could not be turned into a session that serves."""
+
+
+class ModelRunError(Exception):
+    """session.run failed on input that matched the signature: the model's fault, a 500."""
+
+
+def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, intra_op_threads)
+    so.inter_op_num_threads = max(1, inter_op_threads)
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if inter_op_threads > 1 else ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 4  # fatal only: a failing run is answered (500) and counted, never logged per request
+    # pods share cores: worker threads sleep rather than spin between runs
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return so
+
+
+def _spec(arg: Any) -> TensorSpec:
+    datatype = ORT_TO_OIP.get(arg.type)
+    if datatype is None:
+        raise ModelLoadError(f"tensor {arg.name!r} has type {arg.type}, which this server cannot serve")
+    shape = arg.shape
+    dims = None if shape is None else tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
+    return TensorSpec(arg.name, datatype, dims)
+
+
+@dataclass(slots=True)
+class Model:
+    session: ort.InferenceSession
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    output_names: list[str]
+    #: every input and output has a dynamic first dimension: requests can be stacked on axis 0
+    batchable: bool
+
+    @classmethod
+    def load(cls, path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> Model:
+        try:
+            sess = ort.InferenceSession(
+                str(path),
+                sess_options=session_options(intra_op_threads, inter_op_threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as e:
+            raise ModelLoadError(f"onnxruntime cannot load {path}: {e}") from e
+        inputs = {a.name: _spec(a) for a in sess.get_inputs()}
+        outputs = {a.name: _spec(a) for a in sess.get_outputs()}
+        batchable = all(
+            s.shape is not None and len(s.shape) >= 1 and s.shape[0] == -1
+            for s in (*inputs.values(), *outputs.values())
+        )
+        return cls(sess, inputs, outputs, list(outputs), batchable)
+
+    def warmup_feed(self, batch: int = 1) -> dict[str, np.ndarray[Any, Any]]:
+        """Zeros (empty strings for BYTES) shaped by the signature, dynamic dims set to 1 (axis 0: batch)."""
+        feed: dict[str, np.ndarray[Any, Any]] = {}
+        for spec in self.inputs.values():
+            dims = spec.shape if spec.shape is not None else (1,)
+            shape = tuple((batch if i == 0 else 1) if d < 0 else d for i, d in enumerate(dims))
+            feed[spec.name] = (
+                np.full(shape, "", dtype=object) if spec.datatype == "BYTES" else np.zeros(shape, dtype=spec.dtype)
+            )
+        return feed
+
+    def warm_up(self, runs: int = 3) -> float:
+        """Run the model on signature-shaped zeros; returns seconds. Fails loudly: a model that
+        cannot answer its own signature must never report ready."""
+        t0 = time.perf_counter()
+        for batch in [1] * runs + ([2] if self.batchable else []):
+            try:
+                self.session.run(None, self.warmup_feed(batch))
+            except Exception as e:
+                raise ModelLoadError(f"warm-up inference failed: {e}") from e
+        return time.perf_counter() - t0
+
+    def run(
+        self, feed: Mapping[str, np.ndarray[Any, Any]], names: Sequence[str] | None = None
+    ) -> list[np.ndarray[Any, Any]]:
+        try:
+            return self.session.run(names or self.output_names, feed)  # type: ignore[no-any-return]
+        except Exception as e:
+            raise ModelRunError(f"inference failed: {_short(e)}") from e
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return msg[0][:500] if msg else type(e).__name__
