@@ -18,9 +18,9 @@ class RolloutPolicySpec(ApiModel):
     tier: int | None = Field(default=None, ge=1, le=3)
     """The tier this policy applies to when a ModelDeployment names no policy."""
     max_step_weight: int = Field(default=100, ge=1, le=100)
-    """Largest weight any setWeight step may ask for (except the final promotion)."""
+    """Largest weight any setWeight step may ask for (the promotion after the last step is not a step)."""
     max_weight_increase: int = Field(default=100, ge=1, le=100)
-    """Largest increase of weight from one setWeight step to the next."""
+    """Largest increase of weight from one setWeight step to the next, and from 0 to the first."""
     min_pause: Duration | None = None
     """Shortest timed pause a step may ask for."""
     min_analysis_window: Duration | None = None
