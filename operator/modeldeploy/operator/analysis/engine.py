@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from ..api.base import parse_duration
+from ..api.base import format_duration, parse_duration
 from ..api.spec import Analysis
-from ..api.status import AnalysisStatus
+from ..api.status import AnalysisStatus, Verdict
+from .judge import judge, provider_error
+from .providers import Provider, ProviderError
+from .providers.pods import PodsMetrics
+from .providers.prometheus import PrometheusMetrics
 from .target import AnalysisTarget
+
+log = logging.getLogger("modeldeploy.operator.analysis")
 
 
 def _parse_time(text: str) -> datetime:
@@ -34,28 +41,83 @@ def analysis_due(previous: AnalysisStatus | None, analysis: Analysis, now: datet
 
 
 class Analyser:
-    """Runs analysis ticks; holds the HTTP client and the pods provider's counter snapshots."""
+    """Runs analysis ticks; holds the HTTP client and the pods provider's counter snapshots.
+
+    One per operator process. `tick` never raises: whatever goes wrong while measuring is an
+    Inconclusive tick with the error in its message.
+    """
 
     def __init__(self, *, http: httpx.AsyncClient | None = None) -> None:
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient()
+        self._http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+        self._pods = PodsMetrics(self._http)
+
+    def provider(self, analysis: Analysis) -> Provider:
+        """The provider the analysis names."""
+        config = analysis.provider
+        if config.prometheus is not None:
+            return PrometheusMetrics(self._http, config.prometheus)
+        return self._pods
 
     async def tick(
         self, analysis: Analysis, target: AnalysisTarget, previous: AnalysisStatus | None, now: datetime
     ) -> AnalysisStatus:
         """Measure both arms, judge the canary, and return this tick's decision record."""
-        prev = previous or AnalysisStatus()
-        return AnalysisStatus(
-            last_run_at=rfc3339(now),
-            verdict="Inconclusive",
-            consecutive_failures=prev.consecutive_failures,
-            consecutive_inconclusive=prev.consecutive_inconclusive + 1,
-            passes=prev.passes,
-            window=analysis.window,
-            message=f"Inconclusive: the analysis of {target.namespace}/{target.name} is not implemented yet.",
+        queries: dict[str, str] = {}
+        notes: tuple[str, ...] = ()
+        window = format_duration(parse_duration(analysis.window))
+        try:
+            raw = await self.provider(analysis).measure(analysis, target, now)
+        except ProviderError as err:
+            judgement = provider_error(analysis, str(err), window)
+        except Exception as err:  # the reconcile must never die of a measurement
+            log.exception("analysis of %s/%s failed", target.namespace, target.name)
+            judgement = provider_error(analysis, f"internal error: {type(err).__name__}: {err}", window)
+        else:
+            queries, notes = raw.queries, raw.notes
+            window = format_duration(raw.window_seconds)
+            judgement = judge(analysis, raw)
+        message = judgement.message
+        if notes:
+            message += " Note: " + "; ".join(notes) + "."
+        status = count(previous, judgement.verdict).model_copy(
+            update={
+                "last_run_at": rfc3339(now),
+                "window": window,
+                "arms": judgement.arms,
+                "checks": list(judgement.checks),
+                "queries": queries,
+                "message": message,
+            }
         )
+        log.info(
+            "analysis %s/%s canary %s vs stable %s: %s",
+            target.namespace,
+            target.name,
+            target.canary.revision,
+            target.stable.revision,
+            message,
+        )
+        return status
 
     async def aclose(self) -> None:
         """Close the HTTP client if this Analyser created it."""
         if self._own_http:
             await self._http.aclose()
+
+
+def count(previous: AnalysisStatus | None, verdict: Verdict) -> AnalysisStatus:
+    """The counters after a tick with this verdict (pure; the rules are in the package docstring)."""
+    prev = previous or AnalysisStatus()
+    if verdict == "Pass":
+        failures, inconclusive, passes = 0, 0, prev.passes + 1
+    elif verdict == "Fail":
+        failures, inconclusive, passes = prev.consecutive_failures + 1, 0, prev.passes
+    else:
+        failures, inconclusive, passes = prev.consecutive_failures, prev.consecutive_inconclusive + 1, prev.passes
+    return AnalysisStatus(
+        verdict=verdict,
+        consecutive_failures=failures,
+        consecutive_inconclusive=inconclusive,
+        passes=passes,
+    )

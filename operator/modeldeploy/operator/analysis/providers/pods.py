@@ -1,0 +1,208 @@
+"""The pods provider: scrape each arm's pods' /metrics and difference the counters between ticks.
+
+For clusters without Prometheus. Each tick scrapes every ready pod of both arms (concurrently, with
+a bounded timeout), keeps the counters as a snapshot per pod, and measures each pod over the span
+from its oldest snapshot still inside `window` to now; the arm sums its pods. So:
+
+- the first tick after the operator starts only takes a baseline (its verdict is Inconclusive),
+  except for pods that started inside the window (`process_start_time_seconds`): their counters
+  already are the window, counted from zero;
+- a counter reset (the process restarted, or any counter went down) counts from zero again, as
+  Prometheus's increase() does;
+- a pod that did not answer is left out of this tick and said so; an arm with no pod answering is
+  a provider error (Inconclusive).
+
+Snapshots live in memory only: after an operator restart the next tick takes a baseline again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from modeldeploy.runtime import contract
+
+from ...api.base import parse_duration
+from ...api.spec import Analysis
+from ..samples import RawArm, RawWindow
+from ..stats import Bucket
+from ..target import AnalysisTarget, Arm
+from . import ProviderError
+
+DEFAULT_SCRAPE_TIMEOUT_S = 2.0
+PROCESS_START = "process_start_time_seconds"
+
+# sample name -> the label that distinguishes its series (besides the base labels)
+_WANTED = {
+    contract.METRIC_REQUESTS_TOTAL: contract.LABEL_CODE,
+    f"{contract.METRIC_REQUEST_DURATION}_bucket": "le",
+    contract.METRIC_PREDICTION_CLASS_TOTAL: contract.LABEL_CLASS,
+    f"{contract.METRIC_PREDICTION_SCORE}_bucket": "le",
+    contract.METRIC_INPUT_REJECTIONS_TOTAL: contract.LABEL_REASON,
+}
+
+Key = tuple[str, str]
+"""(sample name, value of its distinguishing label)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One pod's counters at one time."""
+
+    time: datetime
+    counters: dict[Key, float]
+    started: float | None
+    """process_start_time_seconds (Unix time), when exported."""
+
+
+@dataclass
+class _PodHistory:
+    snapshots: deque[Snapshot] = field(default_factory=deque)
+
+
+def parse_metrics(text: str, model: str, revision: str) -> tuple[dict[Key, float], float | None]:
+    """The counters the analysis reads from one /metrics page, for this model and revision."""
+    counters: dict[Key, float] = {}
+    started: float | None = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == PROCESS_START:
+                started = float(sample.value)
+                continue
+            label = _WANTED.get(sample.name)
+            if label is None:
+                continue
+            labels = sample.labels
+            if labels.get(contract.LABEL_MODEL, model) != model:
+                continue
+            if labels.get(contract.LABEL_REVISION, revision) != revision:
+                continue
+            key = (sample.name, labels.get(label, ""))
+            counters[key] = counters.get(key, 0.0) + float(sample.value)
+    return counters, started
+
+
+def difference(current: Snapshot, baseline: Snapshot | None) -> dict[Key, float]:
+    """Counts between the baseline and now; everything since the start after a reset (or without baseline)."""
+    if baseline is None:
+        return dict(current.counters)
+    restarted = (
+        current.started is not None and baseline.started is not None and abs(current.started - baseline.started) > 1e-3
+    )
+    went_down = any(current.counters.get(k, 0.0) < v for k, v in baseline.counters.items())
+    if restarted or went_down:
+        return dict(current.counters)
+    return {k: v - baseline.counters.get(k, 0.0) for k, v in current.counters.items()}
+
+
+def _arm_from(counts: dict[Key, float], pods: int) -> RawArm:
+    grouped: dict[str, dict[str, float]] = defaultdict(dict)
+    for (name, value), count in counts.items():
+        grouped[name][value] = grouped[name].get(value, 0.0) + count
+
+    def buckets(name: str) -> tuple[Bucket, ...]:
+        per_le = grouped.get(name, {})
+        return tuple(sorted((math.inf if le == "+Inf" else float(le), c) for le, c in per_le.items()))
+
+    return RawArm(
+        requests_by_code=dict(grouped.get(contract.METRIC_REQUESTS_TOTAL, {})),
+        duration_buckets=buckets(f"{contract.METRIC_REQUEST_DURATION}_bucket"),
+        class_counts=dict(grouped.get(contract.METRIC_PREDICTION_CLASS_TOTAL, {})),
+        score_buckets=buckets(f"{contract.METRIC_PREDICTION_SCORE}_bucket"),
+        rejections_by_reason=dict(grouped.get(contract.METRIC_INPUT_REJECTIONS_TOTAL, {})),
+        pods=pods,
+    )
+
+
+class PodsMetrics:
+    """Scrapes pods and keeps per-pod counter snapshots; one instance per operator process."""
+
+    def __init__(self, http: httpx.AsyncClient, *, scrape_timeout_s: float = DEFAULT_SCRAPE_TIMEOUT_S) -> None:
+        self._http = http
+        self._timeout = httpx.Timeout(scrape_timeout_s, connect=min(scrape_timeout_s, 1.0))
+        self._history: dict[str, _PodHistory] = {}
+
+    async def _scrape(self, url: str) -> str:
+        try:
+            response = await self._http.get(url.rstrip("/") + contract.METRICS_PATH, timeout=self._timeout)
+            response.raise_for_status()
+        except httpx.HTTPError as err:
+            raise ProviderError(f"{url}: {type(err).__name__}: {err}".rstrip(": ")) from err
+        return response.text
+
+    async def _arm(
+        self, arm: Arm, name: str, model: str, window: float, now: datetime
+    ) -> tuple[RawArm, float, list[str]]:
+        """The arm's counts over the window, the span measured, and notes."""
+        if not arm.pod_urls:
+            raise ProviderError(f"no ready pods to scrape in the {name} arm (revision {arm.revision})")
+        pages = await asyncio.gather(*(self._scrape(u) for u in arm.pod_urls), return_exceptions=True)
+        notes: list[str] = []
+        totals: dict[Key, float] = {}
+        span = 0.0
+        answered = measured = 0
+        oldest_allowed = now - timedelta(seconds=window)
+        for url, page in zip(arm.pod_urls, pages, strict=True):
+            if isinstance(page, BaseException):
+                notes.append(f"{name} pod {url} did not answer ({page})")
+                continue
+            try:
+                counters, started = parse_metrics(page, model, arm.revision)
+            except ValueError as err:
+                notes.append(f"{name} pod {url} answered unparsable metrics ({err})")
+                continue
+            answered += 1
+            current = Snapshot(now, counters, started)
+            history = self._history.setdefault(url, _PodHistory())
+            while history.snapshots and history.snapshots[0].time < oldest_allowed:
+                history.snapshots.popleft()
+            baseline = history.snapshots[0] if history.snapshots else None
+            history.snapshots.append(current)
+            if baseline is not None:
+                pod_span = (now - baseline.time).total_seconds()
+            elif started is not None and started >= oldest_allowed.timestamp():
+                pod_span = max(now.timestamp() - started, 0.0)  # started inside the window: count from zero
+            else:
+                notes.append(f"{name} pod {url}: baseline taken, counted from the next tick")
+                continue
+            measured += 1
+            span = max(span, pod_span)
+            for key, value in difference(current, baseline).items():
+                totals[key] = totals.get(key, 0.0) + value
+        if answered == 0:
+            raise ProviderError(f"none of the {len(arm.pod_urls)} {name} pods answered: " + "; ".join(notes))
+        return _arm_from(totals, measured), span, notes
+
+    def _forget_stale(self, now: datetime, window: float) -> None:
+        horizon = now - timedelta(seconds=2 * window)
+        for url in [u for u, h in self._history.items() if not h.snapshots or h.snapshots[-1].time < horizon]:
+            del self._history[url]
+
+    async def measure(self, analysis: Analysis, target: AnalysisTarget, now: datetime) -> RawWindow:
+        window = parse_duration(analysis.window)
+        (stable, stable_span, stable_notes), (canary, canary_span, canary_notes) = await asyncio.gather(
+            self._arm(target.stable, "stable", target.model, window, now),
+            self._arm(target.canary, "canary", target.model, window, now),
+        )
+        self._forget_stale(now, window)
+        notes = [*stable_notes, *canary_notes]
+        if analysis.metrics:
+            notes.append("custom metrics need the Prometheus provider; not measured")
+        queries = {
+            "stable": "scrape " + ", ".join(u + contract.METRICS_PATH for u in target.stable.pod_urls),
+            "canary": "scrape " + ", ".join(u + contract.METRICS_PATH for u in target.canary.pod_urls),
+        }
+        return RawWindow(
+            stable=stable,
+            canary=canary,
+            window_seconds=max(stable_span, canary_span),
+            custom={m.name: None for m in analysis.metrics},
+            queries=queries,
+            notes=tuple(notes),
+        )
