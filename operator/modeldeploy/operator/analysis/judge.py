@@ -57,6 +57,12 @@ class Judgement:
     message: str
 
 
+def exceeds(value: float, limit: float) -> bool:
+    """value > limit, ignoring floating-point noise: a value at the limit (0.1 computed as 0.10000000000000002)
+    is within it."""
+    return value - limit > 1e-9 * max(1.0, abs(limit))
+
+
 def _num(x: float | None, unit: str = "") -> str:
     if x is None:
         return "n/a"
@@ -102,13 +108,13 @@ def _three_way(
             threshold=threshold,
             message=f"{what}: no data ({ctx.samples})",
         )
-    if bound is not None and bound > threshold:
+    if bound is not None and exceeds(bound, threshold):
         verdict: Verdict = "Fail"
         text = (
             f"{what} {_num(value, unit)} > limit {_num(threshold, unit)}; "
             f"{bound_what} {_num(bound, unit)} exceeds it at {conf} confidence ({ctx.samples})"
         )
-    elif value > threshold:
+    elif exceeds(value, threshold):
         verdict = "Inconclusive"
         text = (
             f"{what} {_num(value, unit)} > limit {_num(threshold, unit)} but not significant at {conf} "
@@ -225,13 +231,13 @@ def _distance_check(
         )
     g, df, p = g_test(canary, stable)
     n_text = f"canary {sum(canary.values()):.0f} predictions, stable {sum(stable.values()):.0f}, window {ctx.window}"
-    if distance > threshold and p < 1 - ctx.confidence:
+    if exceeds(distance, threshold) and p < 1 - ctx.confidence:
         verdict: Verdict = "Fail"
         text = (
             f"{what} JS distance {_num(distance)} > limit {_num(threshold)}, a real shift at {conf} "
             f"(G={_num(g)}, df={df}, p={_num(p)}; {n_text})"
         )
-    elif distance > threshold:
+    elif exceeds(distance, threshold):
         verdict = "Inconclusive"
         text = (
             f"{what} JS distance {_num(distance)} > limit {_num(threshold)} but not significant at {conf} "
@@ -319,9 +325,9 @@ def _custom_checks(ctx: _Context, custom: Mapping[str, float | None]) -> list[Ch
             )
             continue
         verdict: Verdict = "Pass"
-        if metric.min is not None and value < metric.min:
+        if metric.min is not None and exceeds(metric.min, value):
             verdict, comparator, threshold = "Fail", ">=", metric.min
-        elif metric.max is not None and value > metric.max:
+        elif metric.max is not None and exceeds(value, metric.max):
             verdict, comparator, threshold = "Fail", "<=", metric.max
         word = "within" if verdict == "Pass" else "outside"
         out.append(
