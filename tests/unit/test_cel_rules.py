@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 import cel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from modeldeploy.operator import crdgen
@@ -198,3 +200,40 @@ def test_every_rule_is_in_the_generated_crds_and_nothing_else_is() -> None:
 def test_every_rule_compiles() -> None:
     for name, rule in all_rules().items():
         assert cel.compile(rule.rule) is not None, name
+
+
+# --------------------------------------------------------------- the list rules, on generated step lists
+
+_STEP: st.SearchStrategy[dict[str, Any]] = st.one_of(
+    st.integers(0, 100).map(lambda w: {"setWeight": w}),
+    st.just({"pause": {}}),
+    st.just({"approval": {}}),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_STEP, max_size=32))
+def test_weights_rule_twins_agree_on_any_step_list(steps: list[dict[str, Any]]) -> None:
+    schema = crdgen.openapi_schema(RolloutSpec)
+    (result,) = [r for r in offline.evaluate_rules(schema, {"steps": steps}) if r.rule == WEIGHTS_NOT_DECREASING.rule]
+    try:
+        RolloutSpec.model_validate({"steps": steps})
+    except ValidationError:
+        assert not result.passed
+    else:
+        assert result.passed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.sampled_from(["setWeight", "pause", "approval", "shadow", "analysis"])))
+def test_step_rule_twins_agree_on_any_combination(actions: set[str]) -> None:
+    wire: dict[str, Any] = {a: (10 if a == "setWeight" else {}) for a in actions}
+    schema = crdgen.openapi_schema(Step)
+    (result,) = [r for r in offline.evaluate_rules(schema, wire) if r.rule == STEP_ONE_ACTION.rule]
+    assert result.passed is (len(actions) == 1)
+    try:
+        Step.model_validate(wire)
+    except ValidationError:
+        assert not result.passed
+    else:
+        assert result.passed

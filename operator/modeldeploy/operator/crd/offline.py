@@ -1,8 +1,9 @@
 """What the API server does with a structural schema, done offline: default, prune, validate, run the CEL rules.
 
-Used by the tests (and handy for checking a manifest before applying it). The CEL engine is the
-`common-expression-language` package, imported only when rules are evaluated; it lacks the
-Kubernetes CEL libraries, so our rules stay within standard CEL.
+Used by the tests (and handy for checking a manifest before applying it). jsonschema and the CEL
+engine (the `common-expression-language` package) are test dependencies, imported only when
+validating or evaluating. The CEL engine lacks the Kubernetes CEL libraries, so our rules stay
+within standard CEL.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import jsonschema
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,8 @@ def evaluate_rules(schema: dict[str, Any], obj: Any, path: str = "self") -> list
 
 def schema_errors(schema: dict[str, Any], obj: Any) -> list[str]:
     """OpenAPI v3 (draft 4 semantics: boolean exclusiveMinimum) validation errors, each with its path."""
+    import jsonschema  # noqa: PLC0415  (a test dependency, needed only here)
+
     validator = jsonschema.Draft4Validator(schema)
     return [
         f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
