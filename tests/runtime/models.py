@@ -54,7 +54,8 @@ def _model(graph: onnx.GraphProto) -> bytes:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="modeldeploy-tests")
     m.ir_version = IR_VERSION
     onnx.checker.check_model(m)
-    return m.SerializeToString()
+    data: bytes = m.SerializeToString()
+    return data
 
 
 def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
@@ -180,4 +181,5 @@ def write_model(path: Path, data: bytes) -> str:
 def classifier_reference(data: bytes, x: np.ndarray) -> np.ndarray:
     """The model's answer computed in-process with onnxruntime (the tests' oracle)."""
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    return sess.run(None, {INPUT: x.astype(np.float32)})[0]
+    out: np.ndarray = sess.run(None, {INPUT: x.astype(np.float32)})[0]
+    return out

@@ -50,7 +50,7 @@ def test_tritonclient_all_datatypes_binary_and_json(echo: RuntimeServer) -> None
             for dt in SAMPLES:
                 arr = array(dt)
                 if dt == "BYTES":
-                    arr = np.array([s.encode() for s in SAMPLES[dt]], dtype=object).reshape(2, 3)
+                    arr = np.array([str(s).encode() for s in SAMPLES[dt]], dtype=np.object_).reshape(2, 3)
                 i = triton.InferInput(f"in_{dt}", [2, 3], dt)
                 # tritonclient refuses FP16 as JSON: send that one in binary either way
                 i.set_data_from_numpy(arr, binary_data=binary or dt == "FP16")

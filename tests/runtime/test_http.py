@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import socket
 import struct
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -174,7 +175,7 @@ def test_gzip_request_body(clf: RuntimeServer) -> None:
 def test_chunked_request_body(clf: RuntimeServer) -> None:
     data = orjson.dumps(infer_body())
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for i in range(0, len(data), 7):
             yield data[i : i + 7]
 
@@ -283,7 +284,7 @@ def test_body_over_limit_is_413(clf: RuntimeServer) -> None:
     big = b'{"inputs": [' + b" " * (SMALL_BODY_LIMIT + 10) + b"]}"
     _err(post(clf, big), 413, "exceeds")
 
-    def chunks():  # type: ignore[no-untyped-def]  # no content-length: the limit applies while reading
+    def chunks() -> Iterator[bytes]:  # no content-length: the limit applies while reading
         for _ in range(SMALL_BODY_LIMIT // 4096 + 2):
             yield b" " * 4096
 

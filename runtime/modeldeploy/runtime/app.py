@@ -194,9 +194,8 @@ class App:
 
     def infer(self, body: bytes, headers: dict[bytes, bytes], t0: float) -> Response | Awaitable[Response]:
         model = self.model
-        if not self.state.ready or model is None:
-            why = "shutting down" if self.state.draining else "not ready (loading)"
-            return self.finish(_error(503, f"model {self.cfg.model_name!r} is {why}"), t0)
+        if model is None:  # while draining, requests that reached us are still answered
+            return self.finish(_error(503, f"model {self.cfg.model_name!r} is not ready (loading)"), t0)
         try:
             enc = headers.get(b"content-encoding")
             if enc is not None:
