@@ -337,6 +337,18 @@ scrape_configs:
         }
 
     # --- start ------------------------------------------------------------------------------
+    def enter_netns(self) -> None:
+        """Create the namespace (once) and move the calling main thread into it.
+
+        Call it before this process makes the threads that must reach the cluster: threads and
+        child processes inherit the namespace of the thread that creates them.
+        """
+        if self._netns_inode is None:
+            netns.create(self.netns)
+            self._netns_inode = netns.inode_of(netns.path_of(self.netns))
+        if netns.current_inode() != self._netns_inode:
+            self._old_netns_fd = netns.enter(self.netns)
+
     def start(self, timeout: float = 120.0) -> None:
         problems = prerequisites()
         if problems:
@@ -349,10 +361,7 @@ scrape_configs:
                 else:
                     child.unlink()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        netns.create(self.netns)
-        self._netns_inode = netns.inode_of(netns.path_of(self.netns))
-        if netns.current_inode() != self._netns_inode:
-            self._old_netns_fd = netns.enter(self.netns)
+        self.enter_netns()
         try:
             p = pki.make(self.state_dir / "pki")
             self.access = Access(server=self.server, token=p.token, ca_file=str(p.ca_cert))
@@ -456,6 +465,7 @@ scrape_configs:
             netns.leave(self._old_netns_fd)
             self._old_netns_fd = None
         netns.delete(self.netns)
+        self._netns_inode = None
         self.procs = {n: p for n, p in self.procs.items() if p.alive()}
         if self.state_file.exists():
             self._save()
