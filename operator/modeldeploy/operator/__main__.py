@@ -1,0 +1,69 @@
+"""`python -m modeldeploy.operator [--namespace NS ...] [--metrics-port N] [--kubeconfig PATH] [--verbose]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import kopf
+
+from . import metrics
+from .handlers import register
+from .kube import load_credentials
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m modeldeploy.operator", description=__doc__)
+    ap.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); all namespaces when none is given",
+    )
+    ap.add_argument("--metrics-port", type=int, default=8090, help="port of the operator's /metrics (0: off)")
+    ap.add_argument("--kubeconfig", default=None, help="kubeconfig; else $KUBECONFIG, in-cluster, ~/.kube/config")
+    ap.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    ap.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    creds = load_credentials(args.kubeconfig)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    registry = kopf.OperatorRegistry()
+    state: dict[str, Any] = {}
+    register(registry, creds, state)
+    logging.getLogger("modeldeploy.operator").info(
+        "modeldeploy operator starting: server %s, namespaces %s, metrics on :%s",
+        creds.server,
+        ", ".join(args.namespace) or "all",
+        args.metrics_port or "off",
+    )
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

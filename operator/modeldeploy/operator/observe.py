@@ -1,0 +1,114 @@
+"""What the cluster holds, read into the planner's `Observed` (pure: dicts from the API in, dataclasses out).
+
+Pod failures come from container statuses: the runtime exits with `EXIT_DIGEST_MISMATCH` (4) when
+the model's sha256 differs from the spec's, which is a `DigestMismatch`; a container waiting in
+`CrashLoopBackOff`, an image that cannot be pulled, or a bad container config is `CanaryFailed`
+(the planner applies either to the canary only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from modeldeploy.runtime import contract
+
+from .manifests import LABEL_REVISION, LABEL_SERVING, PORT
+from .planner import Observed, PodProblem, RevisionState
+
+FAILING_WAIT_REASONS = frozenset(
+    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
+)
+
+
+def revision_state(dep: Mapping[str, Any]) -> RevisionState:
+    meta, spec, status = dep.get("metadata") or {}, dep.get("spec") or {}, dep.get("status") or {}
+    return RevisionState(
+        revision=(meta.get("labels") or {}).get(LABEL_REVISION, ""),
+        replicas=int(spec.get("replicas", 1)),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        up_to_date=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0),
+    )
+
+
+def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
+    """The reason a pod cannot serve, if its containers say so."""
+    name = (pod.get("metadata") or {}).get("name", "?")
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        for key in ("state", "lastState"):
+            term = (cs.get(key) or {}).get("terminated") or {}
+            if term.get("exitCode") == contract.EXIT_DIGEST_MISMATCH:
+                detail = (term.get("message") or "").strip()
+                return PodProblem(
+                    "DigestMismatch",
+                    f"Pod {name}: the model file's sha256 differs from spec.model.sha256 (runtime exit code"
+                    f" {contract.EXIT_DIGEST_MISMATCH}){': ' + detail if detail else ''}. The revision never serves;"
+                    " fix spec.model.uri or spec.model.sha256.",
+                )
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FAILING_WAIT_REASONS:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            code = last.get("exitCode")
+            why = {
+                contract.EXIT_LOAD_FAILED: "the model could not be fetched or loaded",
+                contract.EXIT_CONFIG: "bad flags",
+            }
+            extra = f"; last exit code {code} ({why.get(code, 'see the pod logs')})" if code is not None else ""
+            msg = (waiting.get("message") or "").strip()
+            return PodProblem(
+                "CanaryFailed",
+                f"Pod {name}: {waiting['reason']}{extra}{': ' + msg if msg else ''}. Check `kubectl logs {name}`.",
+            )
+    return None
+
+
+def observe(deployments: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> Observed:
+    """Deployments by revision, and the first problem found among each revision's pods."""
+    deps = {s.revision: s for s in map(revision_state, deployments) if s.revision}
+    problems: dict[str, PodProblem] = {}
+    for pod in pods:
+        rev = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
+        if not rev or rev in problems or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        problem = pod_problem(pod)
+        if problem is not None:
+            problems[rev] = problem
+    return Observed(deployments=deps, problems=problems)
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+def ready_pod_urls(pods: Iterable[Mapping[str, Any]], revision: str) -> tuple[str, ...]:
+    """`http://<podIP>:<port>` of a revision's Ready pods that take traffic."""
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        ip = (pod.get("status") or {}).get("podIP")
+        if (
+            labels.get(LABEL_REVISION) == revision
+            and labels.get(LABEL_SERVING) != "false"
+            and ip
+            and not meta.get("deletionTimestamp")
+            and pod_ready(pod)
+        ):
+            out.append(f"http://{ip}:{PORT}")
+    return tuple(sorted(out))
+
+
+def relabels(pods: Iterable[Mapping[str, Any]], serving: frozenset[str], out: frozenset[str]) -> list[tuple[str, str]]:
+    """(pod name, "true"|"false") for each pod whose serving label must change."""
+    changes = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        rev = labels.get(LABEL_REVISION)
+        want = "true" if rev in serving else "false" if rev in out else None
+        if want is not None and labels.get(LABEL_SERVING) != want and not meta.get("deletionTimestamp"):
+            changes.append((str(meta.get("name")), want))
+    return changes
