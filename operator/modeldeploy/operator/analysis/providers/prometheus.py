@@ -33,7 +33,7 @@ class PrometheusMetrics:
         self._url = config.address.rstrip("/") + QUERY_PATH
         seconds = parse_duration(config.timeout)
         self._timeout = httpx.Timeout(seconds, connect=min(seconds, 2.0))
-        self._query_timeout = f"{max(seconds, 0.001):.3f}s"
+        self._query_timeout = f"{max(1, round(seconds * 1000))}ms"  # PromQL durations take no decimals
 
     async def query(self, text: str) -> dict[str, Any]:
         """Run one instant query; its `data` object, or ProviderError."""
