@@ -127,7 +127,6 @@ async def serve(cfg: Config) -> int:
             receiving=lambda: server.receiving,
             on_outputs=app.record_outputs,
         )
-        app.batcher.start()
     elif cfg.batching:
         log.info("dynamic batching off: the model has no dynamic batch dimension on every input and output")
     app.set_model(model, result.sha256, result.seconds)
@@ -149,8 +148,6 @@ async def serve(cfg: Config) -> int:
     if not drained:
         log.warning("grace period over with %d connection(s) open; closing them", len(server.connections))
     server.close_all()
-    if app.batcher is not None:
-        await app.batcher.stop()
     log.info("drained; exiting")
     return c.EXIT_OK
 

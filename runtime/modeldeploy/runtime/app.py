@@ -1,6 +1,6 @@
 """The v2 REST endpoints, independent of the HTTP transport.
 
-`App.handle` takes a parsed request and returns a `Response`, or an awaitable of one when the
+`App.handle` takes a parsed request and returns a `Response`, or a `Deferred` one when the
 request goes through the batcher. Inference without batching runs inline on the event loop:
 for the small models this serves, a thread hand-off costs more than the inference itself.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,22 @@ class Response:
     content_type: bytes = JSON
     #: rendered header lines, each ending in CRLF
     headers: bytes = b""
+
+
+class Deferred:
+    """A response that the batcher delivers later (within a loop callback, never from a thread)."""
+
+    __slots__ = ("callback", "result")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[Response], None] | None = None
+        self.result: Response | None = None
+
+    def resolve(self, r: Response) -> None:
+        if self.callback is not None:
+            self.callback(r)
+        else:
+            self.result = r
 
 
 def _error(status: int, message: str) -> Response:
@@ -117,7 +133,7 @@ class App:
         body: bytes,
         headers: dict[bytes, bytes],
         t0: float,
-    ) -> Response | Awaitable[Response]:
+    ) -> Response | Deferred:
         if path in self._infer_paths:
             if method != b"POST":
                 return _method_not_allowed(b"POST")
@@ -192,7 +208,7 @@ class App:
             return self.reject(e, t0)
         return Response(e.status, e.body())
 
-    def infer(self, body: bytes, headers: dict[bytes, bytes], t0: float) -> Response | Awaitable[Response]:
+    def infer(self, body: bytes, headers: dict[bytes, bytes], t0: float) -> Response | Deferred:
         model = self.model
         if model is None:  # while draining, requests that reached us are still answered
             return self.finish(_error(503, f"model {self.cfg.model_name!r} is not ready (loading)"), t0)
@@ -223,13 +239,18 @@ class App:
         self.record_outputs(outs)
         return self.finish(self._encode(req, outs), t0)
 
-    async def _infer_batched(self, req: DecodedRequest, t0: float) -> Response:
+    def _infer_batched(self, req: DecodedRequest, t0: float) -> Deferred:
         assert self.batcher is not None
-        try:
-            outs = await self.batcher.submit(req.inputs)
-        except ModelRunError as e:
-            return self.finish(_error(500, str(e)), t0)
-        return self.finish(self._encode(req, outs), t0)
+        d = Deferred()
+
+        def done(result: Outputs | ModelRunError) -> None:
+            if isinstance(result, ModelRunError):
+                d.resolve(self.finish(_error(500, str(result)), t0))
+            else:
+                d.resolve(self.finish(self._encode(req, result), t0))
+
+        self.batcher.submit(req.inputs, done)
+        return d
 
     def _encode(self, req: DecodedRequest, outs: list[np.ndarray[Any, Any]]) -> Response:
         model = self.model

@@ -1,7 +1,7 @@
 """Dynamic batching: concurrent requests whose tensors stack on axis 0 run as one session.run.
 
-One worker task takes whatever has queued up while the previous batch ran (natural batching: no
-added latency when the server is idle) and waits up to `max_delay` for more only while other
+Requests that arrive in the same event-loop turn run together (natural batching: no added
+latency when the server is idle); the batch waits up to `max_delay` for more only while other
 requests are still being received. Requests are grouped by what makes them stackable (input
 names, dtypes and every dimension but the first); each group runs as one batch of at most
 `max_batch_size` rows and the outputs are split back by row counts. A request that cannot be
@@ -12,9 +12,7 @@ its requests run one by one, so that one request's failure is never another's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -25,14 +23,15 @@ from modeldeploy.runtime.model import Model, ModelRunError
 
 Feed = dict[str, np.ndarray[Any, Any]]
 Outputs = list[np.ndarray[Any, Any]]
+Done = Callable[[Outputs | ModelRunError], None]
 
 
 class _Item:
-    __slots__ = ("feed", "fut", "key", "rows", "t_enqueued")
+    __slots__ = ("done", "feed", "key", "rows", "t_enqueued")
 
-    def __init__(self, feed: Feed, fut: asyncio.Future[Outputs], key: Any, rows: int) -> None:
+    def __init__(self, feed: Feed, done: Done, key: Any, rows: int) -> None:
         self.feed = feed
-        self.fut = fut
+        self.done = done
         self.key = key
         self.rows = rows
         self.t_enqueued = time.perf_counter()
@@ -57,6 +56,10 @@ def _stack_key(feed: Feed) -> tuple[Any, int] | None:
 
 
 class Batcher:
+    """Collects requests for one event-loop turn (longer, up to `max_delay`, while more requests are
+    being received), then runs them. Everything happens in loop callbacks: no tasks, no futures,
+    no thread hand-off; at concurrency 1 the cost over inline inference is one loop turn."""
+
     def __init__(
         self,
         model: Model,
@@ -73,58 +76,45 @@ class Batcher:
         self.max_delay_s = max_delay_s
         self._receiving = receiving  # how many requests are being received right now
         self._on_outputs = on_outputs  # prediction metrics, once per batch
-        self._queue: deque[_Item] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._queue: list[_Item] = []
+        self._rows = 0
+        self._scheduled = False
+        self._loop = asyncio.get_running_loop()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._worker(), name="batcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def submit(self, feed: Feed) -> asyncio.Future[Outputs]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Outputs] = loop.create_future()
+    def submit(self, feed: Feed, done: Done) -> None:
+        """Queue one request; `done` is called with its outputs or its ModelRunError."""
         sk = _stack_key(feed)
         if sk is None or sk[1] >= self.max_batch_size:
             key, rows = None, 0 if sk is None else sk[1]
         else:
             key, rows = sk
-        self._queue.append(_Item(feed, fut, key, rows))
-        self._wake.set()
-        return fut
+        self._queue.append(_Item(feed, done, key, rows))
+        self._rows += rows
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
 
-    async def _worker(self) -> None:
+    def _flush(self) -> None:
         q = self._queue
-        while True:
-            if not q:
-                self._wake.clear()
-                await self._wake.wait()
-            # let requests that already arrived be parsed and queued before forming the batch
-            await asyncio.sleep(0)
-            deadline = q[0].t_enqueued + self.max_delay_s
-            while self._receiving() > 0 and sum(i.rows for i in q) < self.max_batch_size:
-                timeout = deadline - time.perf_counter()
-                if timeout <= 0:
-                    break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    break
-            items = list(q)
-            q.clear()
-            self._run_all(items)
+        if not q:
+            self._scheduled = False
+            return
+        if (
+            self._receiving() > 0
+            and self._rows < self.max_batch_size
+            and time.perf_counter() - q[0].t_enqueued < self.max_delay_s
+        ):
+            # more requests are arriving: look again on the next loop turn (after I/O is polled)
+            self._loop.call_soon(self._flush)
+            return
+        self._scheduled = False
+        self._queue = []
+        self._rows = 0
+        self._run_all(q)
 
     def _run_all(self, items: list[_Item]) -> None:
         groups: dict[Any, list[_Item]] = {}
         for it in items:
-            if it.fut.done():  # the client went away
-                continue
             if it.key is None:
                 self._run_group([it])
                 continue
@@ -162,18 +152,15 @@ class Batcher:
         start = 0
         for it in group:
             end = start + it.rows
-            if not it.fut.done():
-                it.fut.set_result([o[start:end] for o in outs])
+            it.done([o[start:end] for o in outs])
             start = end
 
     def _run_one(self, it: _Item) -> None:
         try:
             outs = self.model.run(it.feed)
         except ModelRunError as e:
-            if not it.fut.done():
-                it.fut.set_exception(e)
+            it.done(e)
             return
         self.metrics.batch_size.observe(max(it.rows, 1))
         self._on_outputs(outs)
-        if not it.fut.done():
-            it.fut.set_result(outs)
+        it.done(outs)

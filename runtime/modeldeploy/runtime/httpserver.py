@@ -11,7 +11,6 @@ connections, finish when no connection is left or the grace period is over.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections import deque
@@ -156,14 +155,15 @@ class HttpProtocol(asyncio.Protocol):
                 result = Response(result.status, b"", result.content_type, result.headers)
             self._respond_now(result, close)
             return
+        if result.result is not None:  # resolved already
+            self._respond_now(result.result, close)
+            return
         slot = _Slot()
         self.pending.append(slot)
         if len(self.pending) > MAX_PIPELINED and not self.paused and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
-        fut = asyncio.ensure_future(result) if inspect.isawaitable(result) else None
-        assert fut is not None
-        fut.add_done_callback(lambda f: self._complete(slot, f, close))
+        result.callback = lambda r: self._complete(slot, r, close)
 
     # ------------------------------------------------------------------ responses
 
@@ -200,15 +200,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._write(self._render(r, close), close)
 
-    def _complete(self, slot: _Slot, fut: asyncio.Future[Response], close: bool) -> None:
-        if fut.cancelled():
-            r = Response(503, b'{"error":"request cancelled"}')
-            close = True
-        elif (exc := fut.exception()) is not None:
-            log.error("unhandled error in inference: %r", exc)
-            r = Response(500, b'{"error":"internal server error"}')
-        else:
-            r = fut.result()
+    def _complete(self, slot: _Slot, r: Response, close: bool) -> None:
         close = close or self.server.draining
         slot.data = self._render(r, close)
         slot.close = close
