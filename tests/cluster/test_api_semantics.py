@@ -100,7 +100,9 @@ def test_cel_rule_rejects_an_invalid_object_with_the_api_servers_message(
     assert any(CEL_MESSAGE in c.get("message", "") for c in status["details"]["causes"])
 
     # the same rejection through kubectl, as a person would see it
-    proc = local_cluster.kubectl("apply", "-n", k8s_namespace, "-f", "-", input=json.dumps(_widget("bad", 5, 2)), check=False)
+    proc = local_cluster.kubectl(
+        "apply", "-n", k8s_namespace, "-f", "-", input=json.dumps(_widget("bad", 5, 2)), check=False
+    )
     assert proc.returncode != 0
     assert CEL_MESSAGE in proc.stderr
 
@@ -157,9 +159,16 @@ def test_server_side_apply_by_a_second_field_manager_conflicts(
 
     # kubectl reports the same conflict
     proc = local_cluster.kubectl(
-        "apply", "--server-side", "--field-manager=bob", "-n", k8s_namespace, "-f", "-",
-        input=json.dumps(_widget("ssa", 1, 7)), check=False,
-    )  # fmt: skip
+        "apply",
+        "--server-side",
+        "--field-manager=bob",
+        "-n",
+        k8s_namespace,
+        "-f",
+        "-",
+        input=json.dumps(_widget("ssa", 1, 7)),
+        check=False,
+    )
     assert proc.returncode != 0
     assert "conflict" in proc.stderr.lower()
 
@@ -230,7 +239,9 @@ def test_foreground_deletion_of_a_deployment_removes_its_pods_first(
     )
     assert r.status_code in (200, 202), r.text
     wait_for(
-        lambda: local_cluster.api.get(f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/sleeper").status_code == 404,
+        lambda: (
+            local_cluster.api.get(f"/apis/apps/v1/namespaces/{k8s_namespace}/deployments/sleeper").status_code == 404
+        ),
         60,
         "the Deployment to be gone after its ReplicaSet and pods",
     )

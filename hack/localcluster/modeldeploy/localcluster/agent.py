@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 import httpx
 
@@ -54,8 +54,11 @@ from .paths import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME, POD_CIDR, versions
 
 log = logging.getLogger("modeldeploy.localcluster.agent")
 
+RUNTIME_IMAGE_REPOSITORY: str
 try:
-    from modeldeploy.runtime.contract import IMAGE_REPOSITORY as RUNTIME_IMAGE_REPOSITORY
+    from modeldeploy.runtime.contract import IMAGE_REPOSITORY
+
+    RUNTIME_IMAGE_REPOSITORY = IMAGE_REPOSITORY
 except ImportError:  # pragma: no cover - the runtime package is optional for the agent
     RUNTIME_IMAGE_REPOSITORY = "ghcr.io/modeldeploy/runtime"
 EXEC_IMAGE_REPOSITORY = "modeldeploy.local/exec"
@@ -66,6 +69,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _open_log(path: Path) -> BinaryIO:
+    return open(path, "ab")  # the caller closes it once the child has its copy
 
 
 def now() -> str:
@@ -264,7 +271,7 @@ class Container:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started_at, started_mono = now(), time.monotonic()
             try:
-                with open(log_path, "ab") as logf:
+                with _open_log(log_path) as logf:
                     self.proc = await asyncio.create_subprocess_exec(
                         *argv,
                         stdin=subprocess.DEVNULL,
@@ -305,7 +312,11 @@ class Container:
             self.last_state = self.state
             if time.monotonic() - started_mono > 600:
                 failures = 0
-            delay = 0.0 if failures == 0 else min(self.pod.agent.backoff_base * 2 ** (failures - 1), self.pod.agent.backoff_max)
+            delay = (
+                0.0
+                if failures == 0
+                else min(self.pod.agent.backoff_base * 2 ** (failures - 1), self.pod.agent.backoff_max)
+            )
             failures += 1
             if delay > 0:
                 msg = f"back-off {delay:g}s restarting failed container={self.name} pod={self.pod.key}"
@@ -392,7 +403,9 @@ class Container:
 
     async def _probe_kill(self, kind: str, probe: Obj) -> None:
         log.info("%s/%s: %s probe failed, killing", self.pod.key, self.name, kind)
-        grace = probe.get("terminationGracePeriodSeconds", self.pod.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        grace = probe.get(
+            "terminationGracePeriodSeconds", self.pod.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        )
         # run in its own task: terminate_process waits for the exit that cancels this probe task
         asyncio.create_task(self.terminate_process(float(grace)))  # noqa: RUF006
 
@@ -408,7 +421,7 @@ class PodWorker:
         self.key = f"{self.namespace}/{self.name}"
         self.ip: str | None = None
         self.start_time = now()
-        self.root = agent.state_dir / "pods" / self.uid
+        self.root: Path = agent.state_dir / "pods" / self.uid
         self.log_dir = agent.state_dir / "logs" / "pods" / f"{self.namespace}_{self.name}_{self.uid}"
         self.mounts: list[tuple[str, Path]] = []  # (mountPath, host path), per container below
         self.container_mounts: dict[str, list[tuple[str, Path]]] = {}
@@ -539,11 +552,11 @@ class PodWorker:
             status["podIP"] = self.ip
             status["podIPs"] = [{"ip": self.ip}]
         for ctype, value in conds.items():
-            s = "True" if value else "False"
+            flag = "True" if value else "False"
             prev = self._transitions.get(ctype)
-            if prev is None or prev[0] != s:
-                self._transitions[ctype] = (s, now())
-            cond: Obj = {"type": ctype, "status": s, "lastProbeTime": None}
+            if prev is None or prev[0] != flag:
+                self._transitions[ctype] = (flag, now())
+            cond: Obj = {"type": ctype, "status": flag, "lastProbeTime": None}
             cond["lastTransitionTime"] = self._transitions[ctype][1]
             if ctype in ("Ready", "ContainersReady") and not value:
                 cond["reason"] = "ContainersNotReady"
@@ -576,7 +589,9 @@ class PodWorker:
             if cur is None or cur["metadata"]["uid"] != self.uid:
                 return
             status = dict(cur.get("status") or {})
-            theirs = [c for c in status.get("conditions", []) if c["type"] not in {x["type"] for x in ours["conditions"]}]
+            theirs = [
+                c for c in status.get("conditions", []) if c["type"] not in {x["type"] for x in ours["conditions"]}
+            ]
             status.update(ours)
             status["conditions"] = theirs + ours["conditions"]
             cur["status"] = status
@@ -596,12 +611,12 @@ class PodWorker:
         m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
         if m:
             return str((md.get(m.group(1)) or {}).get(m.group(2), ""))
-        simple = {
+        simple: dict[str, str] = {
             "metadata.name": self.name,
             "metadata.namespace": self.namespace,
             "metadata.uid": self.uid,
             "spec.nodeName": self.agent.node_name,
-            "spec.serviceAccountName": self.pod["spec"].get("serviceAccountName", "default"),
+            "spec.serviceAccountName": str(self.pod["spec"].get("serviceAccountName", "default")),
             "status.hostIP": NODE_IP,
             "status.hostIPs": NODE_IP,
             "status.podIP": self.ip or "",
@@ -682,7 +697,9 @@ class PodWorker:
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
                         continue
-                    what = f'{kind} "{ref["name"]}"' if data is None else f'key "{ref["key"]}" in {kind} "{ref["name"]}"'
+                    what = (
+                        f'{kind} "{ref["name"]}"' if data is None else f'key "{ref["key"]}" in {kind} "{ref["name"]}"'
+                    )
                     raise ConfigError(f"{what} not found")
                 env[name] = self.rewrite(data[ref["key"]].decode(errors="replace"))
         return env
@@ -721,14 +738,14 @@ class PodWorker:
         self.mounts = mounts
 
     async def materialize(self, name: str, v: Obj) -> Path:
-        d = self.root / "volumes" / name
+        d: Path = self.root / "volumes" / name
         if "hostPath" in v:
-            return Path(v["hostPath"]["path"])
+            return Path(str(v["hostPath"]["path"]))
         if "persistentVolumeClaim" in v:
-            p = self.agent.state_dir / "pvc" / self.namespace / v["persistentVolumeClaim"]["claimName"]
+            p = self.agent.state_dir / "pvc" / self.namespace / str(v["persistentVolumeClaim"]["claimName"])
             p.mkdir(parents=True, exist_ok=True)
             return p
-        d.mkdir(parents=True, exist_ok=True)
+        os.makedirs(d, exist_ok=True)
         if "emptyDir" in v:
             return d
         files = await self.volume_files(name, v)
@@ -757,7 +774,10 @@ class PodWorker:
                     if kind in s:
                         sources.append((kind, s[kind]))
         else:
-            raise MountError(f'volume "{name}": this node supports emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim')
+            raise MountError(
+                f'volume "{name}": this node supports emptyDir, hostPath, configMap, secret, downwardAPI, '
+                "projected and persistentVolumeClaim volumes"
+            )
         for kind, src in sources:
             if kind in ("configMap", "secret"):
                 obj = await self._object(kind, src["name"])
@@ -799,7 +819,9 @@ class PodWorker:
                     spec["audiences"] = [src["audience"]]
                 spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", "name": self.name, "uid": self.uid}
                 body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-                tr = await self.agent.kube.create(f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{sa}/token", body)
+                tr = await self.agent.kube.create(
+                    f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{sa}/token", body
+                )
                 files[src["path"]] = (tr["status"]["token"].encode(), 0o600)
                 versions.append("token")
         key = json.dumps(versions)
@@ -825,7 +847,11 @@ class PodWorker:
 
     async def refresh_volumes_loop(self) -> None:
         """Keep configMap/secret/projected volume contents current (the kubelet syncs within ~1 min)."""
-        vols = [v for v in self.pod["spec"].get("volumes") or [] if any(k in v for k in ("configMap", "secret", "projected", "downwardAPI"))]
+        vols = [
+            v
+            for v in self.pod["spec"].get("volumes") or []
+            if any(k in v for k in ("configMap", "secret", "projected", "downwardAPI"))
+        ]
         if not vols:
             return
         while True:
@@ -893,6 +919,7 @@ class Agent:
         self,
         kube: AsyncKube,
         state_dir: Path,
+        *,
         node_name: str = NODE_NAME,
         cpu: str = "16",
         memory: str | None = None,
@@ -1081,7 +1108,12 @@ class Agent:
 
     async def force_delete(self, pod: Obj) -> None:
         md = pod["metadata"]
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": md["uid"]}}
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": md["uid"]},
+        }
         with contextlib.suppress(ApiError, httpx.HTTPError):
             await self.kube.delete(f"/api/v1/namespaces/{md['namespace']}/pods/{md['name']}", body)
 

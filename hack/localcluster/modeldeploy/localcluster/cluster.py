@@ -79,7 +79,8 @@ def prerequisites() -> list[str]:
         how = (
             "run `make cluster-bins` (needs the Go module proxy)"
             if go
-            else "the Go toolchain is not installed, so they cannot be built here (install Go >= 1.24, then `make cluster-bins`)"
+            else "the Go toolchain is not installed, so they cannot be built here "
+            "(install Go >= 1.24, then `make cluster-bins`)"
         )
         problems.append(f"cluster binaries missing from {bin_dir()}: {', '.join(missing)}; {how}")
     if os.geteuid() != 0:
@@ -250,7 +251,8 @@ scrape_configs:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=env,
-                preexec_fn=None if self.daemon else _die_with_parent,
+                # called from the main thread; the child only calls prctl before exec
+                preexec_fn=None if self.daemon else _die_with_parent,  # noqa: PLW1509
             )
         self.procs[name] = Proc(name, popen.pid, popen)
         self._save()
@@ -411,7 +413,9 @@ scrape_configs:
                 return client.get(url).status_code == 200
 
             self._wait("kube-apiserver /readyz", deadline, lambda: ok(api, "/readyz"))
-            self._wait("kube-controller-manager /healthz", deadline, lambda: ok(plain, "https://127.0.0.1:10257/healthz"))
+            self._wait(
+                "kube-controller-manager /healthz", deadline, lambda: ok(plain, "https://127.0.0.1:10257/healthz")
+            )
             self._wait("kube-scheduler /healthz", deadline, lambda: ok(plain, "https://127.0.0.1:10259/healthz"))
 
             def node_ready() -> bool:

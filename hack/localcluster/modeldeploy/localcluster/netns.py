@@ -13,6 +13,7 @@ A network namespace belongs to a *thread*: `setns` moves the calling thread only
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -138,8 +139,6 @@ def kill_all_inside(ns_inode: int) -> list[int]:
     """SIGKILL every process left in the namespace; returns their ids (the safety net of stop())."""
     pids = processes_inside(ns_inode)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return pids

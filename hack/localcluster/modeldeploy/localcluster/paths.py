@@ -36,8 +36,8 @@ BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sc
 def versions() -> dict[str, str]:
     """KEY=value lines of hack/cluster/versions.env (the build script sources the same file)."""
     out: dict[str, str] = {}
-    for line in VERSIONS_FILE.read_text().splitlines():
-        line = line.strip()
+    for raw in VERSIONS_FILE.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             out[key.strip()] = value.strip()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -104,13 +105,13 @@ class Proxy:
                     lst.server.close()
                     log.info("closed %s:%d", *key)
             for key, target in want.items():
-                lst = self.listeners.get(key)
-                if lst is not None:
-                    lst.target = target
+                existing = self.listeners.get(key)
+                if existing is not None:
+                    existing.target = target
                     continue
                 try:
                     server = await asyncio.start_server(
-                        lambda r, w, k=key: self.handle(k, r, w), host=key[0], port=key[1], reuse_address=True
+                        functools.partial(self.handle, key), host=key[0], port=key[1], reuse_address=True
                     )
                 except OSError as e:
                     log.warning("cannot listen on %s:%d: %s", key[0], key[1], e)
@@ -169,9 +170,7 @@ class Proxy:
                     store.pop(k, None)
                 else:
                     store[k] = obj
-            if name == "services":
-                await self.reconcile()
-            elif not all(self.synced.values()) or len(self.listeners) == 0:
+            if name == "services" or kind == "SYNC":  # endpoints are read per connection
                 await self.reconcile()
 
     async def run(self) -> None:

@@ -46,7 +46,9 @@ T = TypeVar("T")
 MARK = "cluster"
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition", interval: float = 0.2) -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float = 60.0, what: str = "condition", interval: float = 0.2
+) -> T:
     """Call `predicate` until it returns a truthy value (returned) or raise AssertionError at the deadline.
 
     Exceptions raised by the predicate count as "not yet"; the last one is in the failure message.
@@ -274,7 +276,9 @@ def local_cluster() -> Iterator[ClusterHandle]:
     if S.error:
         pytest.fail(f"the local cluster cannot run here: {S.error}", pytrace=False)
     if S.cluster is None:
-        pytest.fail("local_cluster used by a test that collection did not see; mark it @pytest.mark.cluster", pytrace=False)
+        pytest.fail(
+            "local_cluster used by a test that collection did not see; mark it @pytest.mark.cluster", pytrace=False
+        )
     if S.handle is None:
         try:
             S.cluster.start()
@@ -287,7 +291,7 @@ def local_cluster() -> Iterator[ClusterHandle]:
 
 
 def _namespace_name(nodeid: str) -> str:
-    base = re.sub(r"[^a-z0-9-]+", "-", nodeid.split("::")[-1].lower()).strip("-")[:40].strip("-")
+    base = re.sub(r"[^a-z0-9-]+", "-", nodeid.rsplit("::", maxsplit=1)[-1].lower()).strip("-")[:40].strip("-")
     return f"t-{base}-{secrets.token_hex(3)}"
 
 
@@ -295,7 +299,11 @@ def _namespace_name(nodeid: str) -> str:
 def k8s_namespace(local_cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
     """A new namespace for one test (its default ServiceAccount exists), deleted afterwards."""
     name = _namespace_name(request.node.nodeid)
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"modeldeploy.io/test": "true"}}}
+    ns = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"modeldeploy.io/test": "true"}},
+    }
     r = local_cluster.api.post("/api/v1/namespaces", json=ns)
     assert r.status_code == 201, r.text
     wait_for(
