@@ -169,68 +169,57 @@ def test_a_container_ignoring_sigterm_is_killed_after_the_grace_period(
     assert 1.5 <= time.monotonic() - t0 < 15
 
 
-def test_service_traffic_is_spread_evenly_over_ready_endpoints(
-    local_cluster: ClusterHandle, k8s_namespace: str
-) -> None:
-    c, ns = local_cluster, k8s_namespace
-    replicas = 3
-    c.apply(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "echo"},
+def _echo_deployment(name: str, replicas: int, track: str) -> dict[str, Any]:
+    """Pods that answer GET /name with their pod name (a file written into an emptyDir)."""
+    labels = {"app": "echo", "track": track}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
                 "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": {"app": "echo"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "echo"}},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "main",
-                                    "image": EXEC_IMAGE,
-                                    "command": [
-                                        "sh",
-                                        "-c",
-                                        'echo "$POD_NAME" > /www/name'
-                                        ' && exec python3 -m http.server --bind "$POD_IP" 8080 --directory /www',
-                                    ],
-                                    "env": [
-                                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                                    ],
-                                    "ports": [{"name": "http", "containerPort": 8080}],
-                                    "readinessProbe": {
-                                        "httpGet": {"path": "/name", "port": "http"},
-                                        "periodSeconds": 1,
-                                    },
-                                    "volumeMounts": [{"name": "www", "mountPath": "/www"}],
-                                }
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": EXEC_IMAGE,
+                            "command": [
+                                "sh",
+                                "-c",
+                                'echo "$POD_NAME" > /www/name'
+                                ' && exec python3 -m http.server --bind "$POD_IP" 8080 --directory /www',
                             ],
-                            "volumes": [{"name": "www", "emptyDir": {}}],
-                        },
-                    },
+                            "env": [
+                                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            ],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {"httpGet": {"path": "/name", "port": "http"}, "periodSeconds": 1},
+                            "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+                        }
+                    ],
+                    "volumes": [{"name": "www", "emptyDir": {}}],
                 },
             },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "echo"},
-                "spec": {"selector": {"app": "echo"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-            },
-        ],
-        namespace=ns,
-    )
+        },
+    }
 
-    def available() -> bool:
-        d = c.api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/echo").json()
-        return bool(d.get("status", {}).get("availableReplicas", 0) == replicas)
 
-    wait_for(available, 60, f"{replicas} available replicas")
-    svc = c.api.get(f"/api/v1/namespaces/{ns}/services/echo").json()
-    ip = svc["spec"]["clusterIP"]
-    assert ip.startswith("10.96.")
+ECHO_SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "echo"},
+    "spec": {"selector": {"app": "echo"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+}
+
+
+def _serve_echo(c: ClusterHandle, ns: str, deployments: dict[str, int]) -> str:
+    """Apply the deployments and the Service; wait until every replica is an endpoint; return the ClusterIP."""
+    c.apply([*(_echo_deployment(n, r, n) for n, r in deployments.items()), ECHO_SERVICE], namespace=ns)
+    total = sum(deployments.values())
 
     def ready_endpoints() -> bool:
         slices = c.api.get(
@@ -238,21 +227,40 @@ def test_service_traffic_is_spread_evenly_over_ready_endpoints(
             params={"labelSelector": "kubernetes.io/service-name=echo"},
         ).json()["items"]
         eps = [e for s in slices for e in s.get("endpoints") or [] if e["conditions"].get("ready")]
-        return len(eps) == replicas
+        return len(eps) == total
 
-    wait_for(ready_endpoints, 30, "all endpoints ready in the EndpointSlice")
+    wait_for(ready_endpoints, 60, f"{total} ready endpoints in the EndpointSlices")
+    ip: str = c.api.get(f"/api/v1/namespaces/{ns}/services/echo").json()["spec"]["clusterIP"]
+    assert ip.startswith("10.96.")
+    return ip
 
-    def counts() -> collections.Counter[str]:
+
+def _spread(ip: str, connections: int, pods: int) -> collections.Counter[str]:
+    """Pod name -> connections answered, once the proxy's own watch has caught up with all pods."""
+
+    def sample() -> collections.Counter[str] | None:
         seen: collections.Counter[str] = collections.Counter()
-        for _ in range(replicas * 10):
+        for _ in range(connections):
             with httpx.Client(trust_env=False, timeout=5) as http:  # a new connection each time
                 seen[http.get(f"http://{ip}/name").text.strip()] += 1
-        return seen
+        return seen if len(seen) == pods else None
 
-    # the proxy learns endpoints from its own watch: wait until it sees all of them
-    def every_replica() -> collections.Counter[str] | None:
-        seen = counts()
-        return seen if len(seen) == replicas else None
+    return wait_for(sample, 30, f"traffic reaching all {pods} pods")
 
-    seen = wait_for(every_replica, 30, "traffic reaching every replica")
-    assert sorted(seen.values()) == [10] * replicas, seen
+
+def test_service_traffic_is_spread_evenly_over_ready_endpoints(
+    local_cluster: ClusterHandle, k8s_namespace: str
+) -> None:
+    ip = _serve_echo(local_cluster, k8s_namespace, {"echo": 3})
+    seen = _spread(ip, 30, 3)
+    assert sorted(seen.values()) == [10, 10, 10], seen
+
+
+def test_service_traffic_follows_the_replica_ratio(local_cluster: ClusterHandle, k8s_namespace: str) -> None:
+    """One Service over a 3-replica stable and a 1-replica canary: 3/4 and 1/4 of the connections."""
+    ip = _serve_echo(local_cluster, k8s_namespace, {"stable": 3, "canary": 1})
+    seen = _spread(ip, 40, 4)
+    by_track = collections.Counter(
+        {t: sum(n for pod, n in seen.items() if pod.startswith(t)) for t in ("stable", "canary")}
+    )
+    assert by_track == {"stable": 30, "canary": 10}, seen
