@@ -1,0 +1,224 @@
+"""Fixtures for the operator on the local cluster: CRDs, small ONNX models on disk, the operator as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.runtime import models
+
+from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Model:
+    version: str
+    uri: str
+    sha256: str
+    path: Path
+
+
+@pytest.fixture(scope="session")
+def crds(local_cluster: ClusterHandle) -> None:
+    """The CRDs from crds/, applied and Established."""
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        local_cluster.apply(path.read_text(), field_manager="modeldeploy-tests", force_conflicts=True)
+        name = path.name.removesuffix(".yaml")
+        local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def onnx_models() -> dict[str, Model]:
+    """Versions 1..3 of a tiny classifier (different seeds) on disk, readable by the pods' processes.
+
+    Not under /tmp: the pods mount an emptyDir there, so the node agent maps /tmp/... into it.
+    """
+    d = ROOT / ".cluster" / "test-models"
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o755)
+    out: dict[str, Model] = {}
+    for version, seed in (("1", 1), ("2", 2), ("3", 3)):
+        path = d / f"classifier-{version}.onnx"
+        sha = models.write_model(path, models.classifier(seed))
+        path.chmod(0o644)
+        out[version] = Model(version, f"file://{path}", sha, path)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """`python -m modeldeploy.operator --namespace NS`, with its log in a file."""
+
+    def __init__(self, cluster: ClusterHandle, namespace: str, log_dir: Path) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.log_path = log_dir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.metrics_port = _free_port()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modeldeploy.operator",
+                "--namespace",
+                self.namespace,
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            env=self.cluster.python_env(PYTHONUNBUFFERED="1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, like a crashed or evicted pod."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5, trust_env=False).text
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def operator(
+    local_cluster: ClusterHandle, k8s_namespace: str, crds: None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(local_cluster, k8s_namespace, tmp_path)
+    op.start()
+    yield op
+    op.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        sys.stderr.write(f"\n--- operator log ({op.log_path}) ---\n{op.log()[-6000:]}\n")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep
+
+
+class Mdep:
+    """Helpers for one ModelDeployment in a test namespace."""
+
+    def __init__(self, cluster: ClusterHandle, namespace: str, name: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.name = name
+
+    def manifest(
+        self, m: Model, steps: list[dict[str, Any]] | None = None, replicas: int = 1, **rollout: Any
+    ) -> dict[str, Any]:
+        r: dict[str, Any] = {"scaleDownDelay": "2s", "progressDeadline": "90s", **rollout}
+        if steps is not None:
+            r["steps"] = steps
+        return {
+            "apiVersion": "modeldeploy.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "owner": "team-tests",
+                "model": {"name": "classifier", "version": m.version, "uri": m.uri, "sha256": m.sha256},
+                "serving": {"replicas": replicas},
+                "rollout": r,
+            },
+        }
+
+    def apply(self, m: Model, steps: list[dict[str, Any]] | None = None, replicas: int = 1, **rollout: Any) -> None:
+        self.cluster.apply(self.manifest(m, steps, replicas, **rollout), field_manager="ml-engineer")
+
+    def get(self) -> dict[str, Any]:
+        return self.cluster.get_json("mdep", self.name, "-n", self.namespace)
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.get().get("status") or {}
+        return status
+
+    def cond(self, ctype: str) -> dict[str, Any]:
+        for c in self.status().get("conditions") or []:
+            if c["type"] == ctype:
+                return dict(c)
+        return {}
+
+    def wait_cond(self, ctype: str, status: str, reason: str | None = None, timeout: float = 90) -> dict[str, Any]:
+        def check() -> dict[str, Any]:
+            obj = self.get()
+            if (obj.get("status") or {}).get("observedGeneration") != obj["metadata"]["generation"]:
+                return {}
+            for c in obj["status"].get("conditions") or []:
+                if c["type"] == ctype and c["status"] == status and (reason is None or c["reason"] == reason):
+                    return obj
+            return {}
+
+        return wait_for(check, timeout=timeout, what=f"{self.name} {ctype}={status} {reason or ''}")
+
+    def annotate(self, key: str, value: str) -> None:
+        self.cluster.kubectl("annotate", "mdep", self.name, "-n", self.namespace, f"{key}={value}", "--overwrite")
+
+    def deployments(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.cluster.get_json(
+            "deployments", "-n", self.namespace, "-l", f"app.kubernetes.io/instance={self.name}"
+        )["items"]
+        return items
+
+    def pods(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.cluster.get_json(
+            "pods", "-n", self.namespace, "-l", f"app.kubernetes.io/instance={self.name}"
+        )["items"]
+        return items
+
+    def infer(self, service: str | None = None) -> dict[str, Any]:
+        svc = self.cluster.get_json("service", service or self.name, "-n", self.namespace)
+        ip = svc["spec"]["clusterIP"]
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}]}
+        r = httpx.post(f"http://{ip}:8080/v2/models/classifier/infer", json=body, timeout=10, trust_env=False)
+        r.raise_for_status()
+        result: dict[str, Any] = r.json()
+        return result
+
+
+@pytest.fixture
+def mdep(local_cluster: ClusterHandle, k8s_namespace: str) -> Mdep:
+    return Mdep(local_cluster, k8s_namespace, "clf")
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1)[-3000:]
