@@ -1,0 +1,70 @@
+"""The planner's inputs read from API objects (observe) and the status merge patch the edge sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.operator.kube import merge_patch
+from modeldeploy.operator.observe import observe, pod_problem, ready_pod_urls, relabels
+
+
+def pod(
+    rev: str, *, state: dict[str, Any] | None = None, last: dict[str, Any] | None = None, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"p-{rev}",
+            "labels": {"modeldeploy.io/revision": rev, "modeldeploy.io/serving": "true", **kw.get("labels", {})},
+        },
+        "status": {
+            "podIP": kw.get("ip", "10.244.0.9"),
+            "conditions": [{"type": "Ready", "status": "True" if kw.get("ready", True) else "False"}],
+            "containerStatuses": [{"name": "runtime", "state": state or {"running": {}}, "lastState": last or {}}],
+        },
+    }
+
+
+def test_digest_mismatch_from_exit_code_4() -> None:
+    p = pod_problem(pod("r", last={"terminated": {"exitCode": 4, "message": "sha256 abc != def"}}))
+    assert p is not None and p.reason == "DigestMismatch" and "sha256 abc != def" in p.message
+
+
+def test_crash_loop_is_canary_failed_with_the_exit_code_explained() -> None:
+    p = pod_problem(pod("r", state={"waiting": {"reason": "CrashLoopBackOff"}}, last={"terminated": {"exitCode": 3}}))
+    assert p is not None and p.reason == "CanaryFailed" and "could not be fetched or loaded" in p.message
+    assert pod_problem(pod("r", state={"waiting": {"reason": "ContainerCreating"}})) is None
+
+
+def test_observe_deployments_by_revision() -> None:
+    dep = {
+        "metadata": {"labels": {"modeldeploy.io/revision": "r1"}, "generation": 3},
+        "spec": {"replicas": 2},
+        "status": {"readyReplicas": 1, "observedGeneration": 2},
+    }
+    o = observe([dep], [pod("r1", last={"terminated": {"exitCode": 4}})])
+    assert o.deployments["r1"].replicas == 2 and o.deployments["r1"].ready_replicas == 1
+    assert not o.deployments["r1"].up_to_date
+    assert o.problems["r1"].reason == "DigestMismatch"
+
+
+def test_ready_urls_and_relabels() -> None:
+    pods = [
+        pod("s", ip="10.244.0.2"),
+        pod("c", ip="10.244.0.3"),
+        pod("c", ip="10.244.0.4", ready=False),
+        pod("c", ip="10.244.0.5", labels={"modeldeploy.io/serving": "false"}),
+    ]
+    assert ready_pod_urls(pods, "c") == ("http://10.244.0.3:8080",)
+    assert relabels(pods, frozenset({"s"}), frozenset({"c"})) == [("p-c", "false"), ("p-c", "false")]
+    assert relabels(pods, frozenset({"s", "c"}), frozenset()) == [("p-c", "true")]
+
+
+def test_merge_patch_removes_replaces_and_recurses() -> None:
+    old = {"canary": {"step": 1, "stepAction": "pause"}, "phase": "Paused", "conditions": [1, 2]}
+    new = {"canary": {"step": 2}, "phase": "Paused", "conditions": [1], "stable": {"revision": "r"}}
+    assert merge_patch(old, new) == {
+        "canary": {"step": 2, "stepAction": None},
+        "conditions": [1],
+        "stable": {"revision": "r"},
+    }
+    assert merge_patch({"canary": {"step": 1}}, {}) == {"canary": None}
