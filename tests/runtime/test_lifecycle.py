@@ -269,3 +269,40 @@ def test_sigterm_while_idle_exits_promptly(model_files: ModelFiles, log_dir: Pat
         s.signal(signal.SIGTERM)
         assert s.wait_exit(10) == 0
         assert time.monotonic() - t0 < 5
+
+
+def test_heavy_model_runs_off_the_loop_so_health_answers_during_inference(slow_model: Path, log_dir: Path) -> None:
+    s = start_server("slow", str(slow_model), log_dir=log_dir)
+    try:
+        assert "on a worker thread" in s.log()  # auto: the warm-up run took over 2 ms
+        rows = 150  # ~0.5 s of compute
+        big = orjson.dumps(
+            {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 4], "data": [0.5] * (rows * 4)}]}
+        )
+        done: dict[str, float] = {}
+
+        def slow_call() -> None:
+            r = httpx.post(s.url + c.infer_path("slow"), content=big, timeout=60)
+            assert r.status_code == 200
+            done["t"] = time.monotonic()
+
+        t = threading.Thread(target=slow_call)
+        t.start()
+        # wait until the big request is being computed: the queue metric counts it when it starts running
+        wait_for(lambda: _queue_count(s) >= 1, 30, "the heavy request to start")
+        t_live = time.monotonic()
+        assert httpx.get(s.url + c.HEALTH_LIVE_PATH, timeout=5).status_code == 200
+        answered = time.monotonic()
+        t.join(60)
+        assert "t" in done
+        assert answered < done["t"], "liveness waited for the inference to finish"
+        assert answered - t_live < 1.0
+    finally:
+        assert s.stop() == 0
+
+
+def _queue_count(s: RuntimeServer) -> float:
+    for line in httpx.get(s.url + "/metrics").text.splitlines():
+        if line.startswith("modeldeploy_queue_duration_seconds_count"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

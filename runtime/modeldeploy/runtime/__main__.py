@@ -31,10 +31,11 @@ log = logging.getLogger("modeldeploy.runtime")
 
 
 class _LoadResult:
-    def __init__(self, model: Model, sha256: str, seconds: float) -> None:
+    def __init__(self, model: Model, sha256: str, seconds: float, run_s: float) -> None:
         self.model = model
         self.sha256 = sha256
         self.seconds = seconds
+        self.run_s = run_s  # median warm-up run at batch 1
 
 
 def _load(cfg: Config) -> _LoadResult:
@@ -52,8 +53,8 @@ def _load(cfg: Config) -> _LoadResult:
             f"--prediction-output {cfg.prediction_output!r} is not an output of the model "
             f"({', '.join(model.output_names)})"
         )
-    model.warm_up()
-    return _LoadResult(model, fetched.sha256, time.perf_counter() - t0)
+    run_s = model.warm_up()
+    return _LoadResult(model, fetched.sha256, time.perf_counter() - t0, run_s)
 
 
 def _load_in_thread(cfg: Config) -> Future[_LoadResult]:
@@ -118,17 +119,28 @@ async def serve(cfg: Config) -> int:
         server.close_all()
         return c.EXIT_LOAD_FAILED
     model = result.model
-    if cfg.batching and model.batchable:
+    batching = cfg.batching and model.batchable
+    if cfg.batching and not model.batchable:
+        log.info("dynamic batching off: the model has no dynamic batch dimension on every input and output")
+    threaded = cfg.inference_thread == "on" or (
+        cfg.inference_thread == "auto" and result.run_s > c.INFERENCE_THREAD_AUTO_S
+    )
+    if batching or threaded:
         app.batcher = Batcher(
             model,
             metrics,
-            max_batch_size=cfg.max_batch_size,
+            max_batch_size=cfg.max_batch_size if batching else 1,
             max_delay_s=cfg.max_delay_ms / 1000.0,
             receiving=lambda: server.receiving,
             on_outputs=app.record_outputs,
+            threaded=threaded,
         )
-    elif cfg.batching:
-        log.info("dynamic batching off: the model has no dynamic batch dimension on every input and output")
+    log.info(
+        "inference %s, dynamic batching %s (warm-up run %.3f ms)",
+        "on a worker thread" if threaded else "inline on the event loop",
+        f"up to {cfg.max_batch_size} rows within {cfg.max_delay_ms:g} ms" if batching else "off",
+        result.run_s * 1000,
+    )
     app.set_model(model, result.sha256, result.seconds)
     app.set_ready(True)
     log.info(
@@ -148,6 +160,8 @@ async def serve(cfg: Config) -> int:
     if not drained:
         log.warning("grace period over with %d connection(s) open; closing them", len(server.connections))
     server.close_all()
+    if app.batcher is not None:
+        app.batcher.shutdown()
     log.info("drained; exiting")
     return c.EXIT_OK
 

@@ -1,8 +1,9 @@
 """The v2 REST endpoints, independent of the HTTP transport.
 
 `App.handle` takes a parsed request and returns a `Response`, or a `Deferred` one when the
-request goes through the batcher. Inference without batching runs inline on the event loop:
-for the small models this serves, a thread hand-off costs more than the inference itself.
+request goes through the batcher (dynamic batching, or a worker thread for heavy models). Light
+models without batching run inline on the event loop: a thread hand-off would cost more than
+their inference.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import orjson
 
 from modeldeploy.runtime import contract as c
-from modeldeploy.runtime.batching import Batcher, Outputs
+from modeldeploy.runtime.batching import Batcher, Outputs, Result
 from modeldeploy.runtime.codec import DecodedRequest, InferError, decode_request, decompress, encode_response
 from modeldeploy.runtime.config import Config
 from modeldeploy.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -108,7 +109,9 @@ class App:
                     "sha256": sha256,
                     "revision": self.cfg.revision,
                     "track": self.cfg.track,
-                    "max_batch_size": self.cfg.max_batch_size if self.batcher is not None else 0,
+                    "max_batch_size": self.batcher.max_batch_size
+                    if self.batcher is not None and self.batcher.max_batch_size > 1
+                    else 0,
                 },
             }
         )
@@ -243,7 +246,7 @@ class App:
         assert self.batcher is not None
         d = Deferred()
 
-        def done(result: Outputs | ModelRunError) -> None:
+        def done(result: Result) -> None:
             if isinstance(result, ModelRunError):
                 d.resolve(self.finish(_error(500, str(result)), t0))
             else:

@@ -39,6 +39,7 @@ class Config:
     cache_dir: str = ""
     pvc_root: str = c.DEFAULT_PVC_ROOT
     log_level: str = "INFO"
+    inference_thread: str = c.DEFAULT_INFERENCE_THREAD
 
     @property
     def batching(self) -> bool:
@@ -90,6 +91,13 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--cache-dir", "cache_dir", str, "where downloaded models go (default $TMPDIR)"),
     ("--pvc-root", "pvc_root", str, f"where PVC claims are mounted (default {c.DEFAULT_PVC_ROOT})"),
     ("--log-level", "log_level", str, "DEBUG, INFO, WARNING, ERROR"),
+    (
+        "--inference-thread",
+        "inference_thread",
+        str,
+        "auto (default), on, off: run session.run on a worker thread (auto: when a warm-up run takes "
+        f"over {c.INFERENCE_THREAD_AUTO_S * 1000:g} ms)",
+    ),
 ]
 
 
@@ -124,6 +132,8 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         raise ConfigError(f"--track must be one of {c.TRACKS}, got {values['track']!r}")
     if values.get("prediction_kind", c.DEFAULT_PREDICTION_KIND) not in c.PREDICTION_KINDS:
         raise ConfigError(f"--prediction-kind must be one of {c.PREDICTION_KINDS}")
+    if values.get("inference_thread", c.DEFAULT_INFERENCE_THREAD) not in c.INFERENCE_THREAD_MODES:
+        raise ConfigError(f"--inference-thread must be one of {c.INFERENCE_THREAD_MODES}")
     if "/" in values["model_name"] or "?" in values["model_name"]:
         raise ConfigError("--model-name must not contain '/' or '?'")
     if not values.get("cache_dir"):

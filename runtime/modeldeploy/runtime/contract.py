@@ -39,6 +39,7 @@ ENV_DOWNLOAD_MAX_BYTES: Final = "MODELDEPLOY_DOWNLOAD_MAX_BYTES"
 ENV_CACHE_DIR: Final = "MODELDEPLOY_CACHE_DIR"
 ENV_PVC_ROOT: Final = "MODELDEPLOY_PVC_ROOT"
 ENV_LOG_LEVEL: Final = "MODELDEPLOY_LOG_LEVEL"
+ENV_INFERENCE_THREAD: Final = "MODELDEPLOY_INFERENCE_THREAD"
 
 #: flag -> environment variable, for documentation and for the operator's pod templates.
 FLAG_ENV: Final[dict[str, str]] = {
@@ -63,6 +64,7 @@ FLAG_ENV: Final[dict[str, str]] = {
     "--cache-dir": ENV_CACHE_DIR,
     "--pvc-root": ENV_PVC_ROOT,
     "--log-level": ENV_LOG_LEVEL,
+    "--inference-thread": ENV_INFERENCE_THREAD,
 }
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -81,6 +83,11 @@ DEFAULT_DOWNLOAD_MAX_BYTES: Final = 4 * 1024 * 1024 * 1024
 #: the operator mounts PVC `<claim>` at `<pvc root>/<claim>`:
 #: pvc://claim/a/b -> /mnt/models/claim/a/b
 DEFAULT_PVC_ROOT: Final = "/mnt/models"
+#: session.run on a worker thread: "on", "off", or "auto" (on when a warm-up run takes longer
+#: than INFERENCE_THREAD_AUTO_S, so that heavy models never stall health probes)
+INFERENCE_THREAD_MODES: Final = ("auto", "on", "off")
+DEFAULT_INFERENCE_THREAD: Final = "auto"
+INFERENCE_THREAD_AUTO_S: Final = 0.002
 PREDICTION_KINDS: Final = ("class", "score")
 DEFAULT_PREDICTION_KIND: Final = "class"
 

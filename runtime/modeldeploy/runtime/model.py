@@ -82,16 +82,20 @@ class Model:
             )
         return feed
 
-    def warm_up(self, runs: int = 3) -> float:
-        """Run the model on signature-shaped zeros; returns seconds. Fails loudly: a model that
-        cannot answer its own signature must never report ready."""
-        t0 = time.perf_counter()
+    def warm_up(self, runs: int = 5) -> float:
+        """Run the model on signature-shaped zeros; returns the median seconds of one batch-1 run.
+        Fails loudly: a model that cannot answer its own signature must never report ready."""
+        times = []
         for batch in [1] * runs + ([2] if self.batchable else []):
+            feed = self.warmup_feed(batch)
+            t0 = time.perf_counter()
             try:
-                self.session.run(None, self.warmup_feed(batch))
+                self.session.run(None, feed)
             except Exception as e:
                 raise ModelLoadError(f"warm-up inference failed: {e}") from e
-        return time.perf_counter() - t0
+            if batch == 1:
+                times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
 
     def run(
         self, feed: Mapping[str, np.ndarray[Any, Any]], names: Sequence[str] | None = None
