@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import httpx
 import pytest
+from tests.runtime import models
 
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
 from modeldeploy.operator.api import ModelDeployment
@@ -244,3 +247,60 @@ def test_kubectl_wait_returns_when_rollout_completes(
     assert proc.returncode == 0
     st = mdep.status()
     assert st["stable"]["modelVersion"] == "3" and "canary" not in st
+
+
+def test_analysis_rolls_back_an_erroring_canary_within_seconds(
+    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+) -> None:
+    """The handler ticks the Analyser when due; a canary answering 500s is rolled back on the judged Fail."""
+    d = onnx_models["1"].path.parent
+    path = d / "erroring.onnx"
+    sha = models.write_model(path, models.erroring_classifier(1))
+    path.chmod(0o644)
+    bad = Model("9", f"file://{path}", sha, path)
+    analysis = {
+        "interval": "1s",
+        "window": "5s",
+        "minRequests": 5,
+        "failureLimit": 2,
+        "inconclusiveLimit": 1000,
+        "slo": {"errorRatePercent": 5},
+        "provider": {"pods": {}},
+    }
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {}}]
+    mdep.apply(onnx_models["1"], steps=steps, analysis=analysis)
+    mdep.wait_cond("Ready", "True")
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load() -> None:
+        with httpx.Client(trust_env=False, timeout=5) as c:
+            ip = local_cluster.get_json("service", mdep.name, "-n", mdep.namespace)["spec"]["clusterIP"]
+            body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}]}
+            while not stop.is_set():
+                try:
+                    # a new connection per request: the Service balances connections, not requests
+                    r = c.post(
+                        f"http://{ip}:8080/v2/models/classifier/infer", json=body, headers={"Connection": "close"}
+                    )
+                    codes.append(r.status_code)
+                except httpx.HTTPError:
+                    codes.append(0)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        mdep.apply(bad, steps=steps, analysis=analysis)
+        obj = mdep.wait_cond("Stalled", "True", "AnalysisFailed", timeout=60)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    st = obj["status"]
+    assert st["analysis"]["verdict"] == "Fail" and st["analysis"]["consecutiveFailures"] >= 2
+    assert st["rolledBackRevision"]["modelVersion"] == "9"
+    assert mdep.cond("Ready")["reason"] == "RolledBack"
+    assert local_cluster.kstatus(obj)[0] == "Failed"
+    assert 500 in codes  # the canary did take traffic and failed it
+    rolled = next(h for h in reversed(st["history"]) if h["action"] == "RolledBack")
+    assert "failureLimit 2" in rolled["message"]
+    assert mdep.infer()["model_version"] == "1"
