@@ -81,6 +81,7 @@ def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]
                                     },
                                 ],
                                 "ports": [{"name": "http", "containerPort": port}],
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                                 "readinessProbe": probe,
                                 "livenessProbe": {
                                     "httpGet": {"path": contract.HEALTH_LIVE_PATH, "port": "http"},
@@ -89,6 +90,7 @@ def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]
                                 },
                             }
                         ],
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
                     },
                 },
             },
@@ -103,10 +105,10 @@ def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]
 
 
 def test_runtime_deployment_serves_inference_through_its_service_and_prometheus_counts_it(
-    local_cluster: ClusterHandle, k8s_namespace: str, tmp_path: Path
+    local_cluster: ClusterHandle, k8s_namespace: str
 ) -> None:
     c, ns = local_cluster, k8s_namespace
-    model_path = tmp_path / "model.onnx"
+    model_path = c.files_dir(ns) / "model.onnx"  # not under /tmp: the pod's /tmp is an emptyDir
     sha = _classifier(model_path)
     c.apply(_manifests(model_path, sha, replicas=1), namespace=ns)
 

@@ -664,6 +664,9 @@ class PodWorker:
         for k in ("LANG", "LC_ALL", "TZ"):
             if k in os.environ:
                 env[k] = os.environ[k]
+        tmp = dict(self.mounts).get("/tmp")  # noqa: S108 - the container's /tmp
+        if tmp is not None:
+            env["TMPDIR"] = str(tmp)
         if image_repository(spec.get("image", "")) == RUNTIME_IMAGE_REPOSITORY:
             env["PYTHONUNBUFFERED"] = "1"  # as the image's Dockerfile would set
         for src in spec.get("envFrom") or []:
@@ -711,7 +714,9 @@ class PodWorker:
             return value
         table = dict(self.mounts)
         pattern = "|".join(re.escape(m) for m in sorted(table, key=len, reverse=True))
-        return re.sub(f"({pattern})(?=/|$|[^A-Za-z0-9_.-])", lambda m: str(table[m.group(1)]), value)
+        # a whole path component: not "/var/tmp" for "/tmp", not "/tmp2" for "/tmp"
+        boundary = r"(?<![A-Za-z0-9_.-])"
+        return re.sub(f"{boundary}({pattern})(?=/|$|[^A-Za-z0-9_.-])", lambda m: str(table[m.group(1)]), value)
 
     def workdir(self, spec: Obj) -> str:
         wd = spec.get("workingDir")
@@ -1145,7 +1150,13 @@ class Agent:
 
     async def run(self) -> None:
         self.write_sd()
-        await self.register()
+        while True:  # the API server may still be starting (kube-node-lease appears after /readyz)
+            try:
+                await self.register()
+                break
+            except (ApiError, httpx.HTTPError) as e:
+                log.info("registering node: %s; retrying", e)
+                await asyncio.sleep(0.2)  # poll: retry registration
         await asyncio.gather(self.heartbeat_loop(), self.watch_pods())
 
 

@@ -57,6 +57,23 @@ COMPONENTS = (
 )
 
 
+#: what start() creates in the state directory (and removes again at the next start)
+STATE_ENTRIES = (
+    "etcd",
+    "pki",
+    "logs",
+    "pods",
+    "pvc",
+    "prometheus",
+    "prometheus-sd",
+    "access.json",
+    "kubeconfig",
+    "prometheus.yml",
+    "state.json",
+    "netns",
+)
+
+
 class ClusterError(RuntimeError):
     pass
 
@@ -356,12 +373,12 @@ scrape_configs:
         if problems:
             raise ClusterError("; ".join(problems))
         t0 = time.monotonic()
-        if self.state_dir.exists():
-            for child in self.state_dir.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+        for name in STATE_ENTRIES:  # only what a previous start made: other files stay
+            child = self.state_dir / name
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            elif child.exists() or child.is_symlink():
+                child.unlink()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.enter_netns()
         try:

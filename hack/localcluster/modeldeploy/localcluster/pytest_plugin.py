@@ -21,6 +21,7 @@ reason (it is not skipped). `MODELDEPLOY_SKIP_CLUSTER=1` skips them explicitly, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -86,6 +87,14 @@ class ClusterHandle:
         self.pod_log_dir: Path = cluster.pod_log_dir
         self.start_seconds: float | None = cluster.start_seconds
         self._http: httpx.Client | None = None
+
+    def files_dir(self, name: str = "files") -> Path:
+        """A host directory for files that pods must read (models, configs): `file://` URIs into
+        it work from any pod. Not under /tmp, which a pod's emptyDir at /tmp would shadow."""
+        d = self.state_dir / "files" / name
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)
+        return d
 
     # --- kubectl ------------------------------------------------------------------------------
     def kubectl(
@@ -215,8 +224,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(MARK)
 
 
+def _remove_stale_namespaces() -> None:
+    """Namespaces of earlier sessions that were killed before they could clean up."""
+    if not netns.NETNS_RUN_DIR.is_dir():
+        return
+    for path in netns.NETNS_RUN_DIR.glob("modeldeploy-test-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(OSError, netns.NetnsError):
+                netns.kill_all_inside(netns.inode_of(path))
+                netns.delete(path.name)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if not any(item.get_closest_marker(MARK) for item in session.items):
+    if session.config.option.collectonly or not any(item.get_closest_marker(MARK) for item in session.items):
         return
     if os.environ.get("MODELDEPLOY_SKIP_CLUSTER"):
         S.skip = "MODELDEPLOY_SKIP_CLUSTER is set"
@@ -225,7 +246,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if problems:
         S.error = "; ".join(problems)
         return
-    S.tmp = Path(tempfile.mkdtemp(prefix="modeldeploy-cluster-"))
+    _remove_stale_namespaces()
+    # not under /tmp: pods commonly mount an emptyDir at /tmp, which shadows host paths there
+    S.tmp = Path(tempfile.mkdtemp(prefix="modeldeploy-cluster-", dir="/var/tmp"))
     S.cluster = LocalCluster(S.tmp, f"modeldeploy-test-{os.getpid()}", agent_args=())
     try:
         S.cluster.enter_netns()
