@@ -11,6 +11,7 @@ Runs from the repository root; the project runtime runs with this repository's .
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shlex
@@ -21,11 +22,12 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BENCH_SHARED", REPO.parent / "shared" / "bench"))
 sys.path.insert(0, str(SHARED))
-import benchlib  # noqa: E402
+benchlib: Any = importlib.import_module("benchlib")  # the shared harness's helpers (not a package)
 
 PY_BASE = os.environ.get("BENCH_PY", "/tmp/bench-venv/bin/python")
 PROJECT_PY = os.environ.get("PROJECT_PY", str(REPO / ".venv" / "bin" / "python"))
@@ -35,8 +37,18 @@ def server_cmd(kind: str, model: str, port: int, extra: list[str]) -> list[str]:
     if kind == "baseline":
         return [PY_BASE, str(SHARED / "servers" / "baseline_server.py"), "--model", model, "--port", str(port)]
     return [
-        PROJECT_PY, "-m", "modeldeploy.runtime", "--model-name", model, "--model-uri",
-        f"file://{benchlib.model_path(model)}", "--host", "127.0.0.1", "--port", str(port), *extra,
+        PROJECT_PY,
+        "-m",
+        "modeldeploy.runtime",
+        "--model-name",
+        model,
+        "--model-uri",
+        f"file://{benchlib.model_path(model)}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra,
     ]
 
 
@@ -57,8 +69,14 @@ def binary_body(model: str, batch: int = 1) -> tuple[bytes, int]:
     x = benchlib.make_input(model, batch)
     head = json.dumps(
         {
-            "inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
-                        "parameters": {"binary_data_size": x.nbytes}}],
+            "inputs": [
+                {
+                    "name": "input",
+                    "datatype": "FP32",
+                    "shape": list(x.shape),
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
             "outputs": [{"name": "output", "parameters": {"binary_data": True}}],
         }
     ).encode()
@@ -67,14 +85,30 @@ def binary_body(model: str, batch: int = 1) -> tuple[bytes, int]:
 
 def wrk(url: str, body: Path, header_len: int | None, conc: int, secs: int) -> dict[str, float]:
     env = {**os.environ, "WRK_BODY_FILE": str(body), "WRK_HEADER_LENGTH": str(header_len or "")}
-    cmd = ["taskset", "-c", "0", "wrk", "-t1", f"-c{conc}", f"-d{secs}s", "--timeout", "10s",
-           "-s", str(REPO / "bench" / "wrk_post_binary.lua"), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=secs + 30).stdout
+    cmd = [
+        "taskset",
+        "-c",
+        "0",
+        "wrk",
+        "-t1",
+        f"-c{conc}",
+        f"-d{secs}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(REPO / "bench" / "wrk_post_binary.lua"),
+        url,
+    ]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=secs + 30).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK_JSON "))
-    w = json.loads(line[len("WRK_JSON "):])
+    w = json.loads(line[len("WRK_JSON ") :])
     errors = sum(v for k, v in w.items() if k.startswith("err_"))
-    return {"rps": w["requests"] / (w["duration_us"] / 1e6), "p50_us": w["p50_us"], "p99_us": w["p99_us"],
-            "errors": errors}
+    return {
+        "rps": w["requests"] / (w["duration_us"] / 1e6),
+        "p50_us": w["p50_us"],
+        "p99_us": w["p99_us"],
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -97,22 +131,33 @@ def main() -> None:
         for kind in a.servers:
             port = 18190
             cmd = server_cmd(kind, model, port, shlex.split(a.project_args))
-            proc = subprocess.Popen(["taskset", "-c", "1", *cmd], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
+            proc = subprocess.Popen(
+                ["taskset", "-c", "1", *cmd],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=REPO,
+            )
             try:
                 wait_ready(port, model)
                 url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
-                bodies = [("json", json_body, None)]
+                bodies: list[tuple[str, Path, int | None]] = [("json", json_body, None)]
                 if a.binary and kind == "project":
                     bodies.append(("binary", bin_body, hl))
                 for enc, body, h in bodies:
                     for conc in a.conc:
                         wrk(url, body, h, conc, 1)  # warm-up
                         r = wrk(url, body, h, conc, a.secs)
-                        rss = int(next(ln.split()[1] for ln in open(f"/proc/{proc.pid}/status")
-                                       if ln.startswith("VmHWM")))
-                        row = {"server": kind, "model": model, "body": enc, "conc": conc, **r,
-                               "vmhwm_mib": round(rss / 1024, 1)}
+                        status = Path(f"/proc/{proc.pid}/status").read_text()
+                        rss = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM")))
+                        row = {
+                            "server": kind,
+                            "model": model,
+                            "body": enc,
+                            "conc": conc,
+                            **r,
+                            "vmhwm_mib": round(rss / 1024, 1),
+                        }
                         rows.append(row)
                         print(json.dumps(row), flush=True)
             finally:
@@ -120,8 +165,10 @@ def main() -> None:
                 proc.wait(timeout=30)
     print(f"{'server':10} {'model':7} {'body':7} {'conc':>4} {'p50 us':>8} {'p99 us':>8} {'rps':>8} {'MiB':>6}")
     for r in rows:
-        print(f"{r['server']:10} {r['model']:7} {r['body']:7} {r['conc']:>4} {r['p50_us']:>8.0f} "
-              f"{r['p99_us']:>8.0f} {r['rps']:>8.0f} {r['vmhwm_mib']:>6}")
+        print(
+            f"{r['server']:10} {r['model']:7} {r['body']:7} {r['conc']:>4} {r['p50_us']:>8.0f} "
+            f"{r['p99_us']:>8.0f} {r['rps']:>8.0f} {r['vmhwm_mib']:>6}"
+        )
 
 
 if __name__ == "__main__":

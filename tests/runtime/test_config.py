@@ -50,6 +50,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         c.ENV_PVC_ROOT: "/pvc",
         c.ENV_LOG_LEVEL: "DEBUG",
         c.ENV_INFERENCE_THREAD: "on",
+        c.ENV_DRAIN_DELAY_S: "2",
     }
     assert set(env) == set(c.FLAG_ENV.values())
     cfg = parse([], environ=env)

@@ -306,3 +306,17 @@ def _queue_count(s: RuntimeServer) -> float:
         if line.startswith("modeldeploy_queue_duration_seconds_count"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_drain_delay_keeps_serving_with_readiness_503(model_files: ModelFiles, log_dir: Path) -> None:
+    s = start_server("clf", str(model_files.classifier), "--drain-delay-s", "30", log_dir=log_dir)
+    with httpx.Client() as http:
+        assert http.get(s.url + c.HEALTH_READY_PATH).status_code == 200
+        s.signal(signal.SIGTERM)
+        wait_for(lambda: http.get(s.url + c.HEALTH_READY_PATH).status_code == 503, 10, "readiness to turn false")
+        assert http.get(s.url + c.model_ready_path("clf")).status_code == 503
+        assert http.get(s.url + c.HEALTH_LIVE_PATH).status_code == 200
+        # new connections are still accepted and answered during the delay
+        assert httpx.post(s.url + c.infer_path("clf"), content=ONE_ROW).status_code == 200
+        s.signal(signal.SIGTERM)  # a second SIGTERM ends the delay
+        assert s.wait_exit(10) == 0

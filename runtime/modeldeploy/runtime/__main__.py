@@ -9,6 +9,7 @@ be loaded, 4 sha256 mismatch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -155,8 +156,16 @@ async def serve(cfg: Config) -> int:
     log.info("SIGTERM: not ready, draining for at most %.1fs", cfg.grace_period_s)
     app.set_ready(False)
     app.state.draining = True
+    t_term = loop.time()
+    delay = min(cfg.drain_delay_s, cfg.grace_period_s)
+    if delay > 0:
+        # still accepting, readiness 503: endpoints and load balancers stop sending meanwhile;
+        # a second SIGTERM (or SIGINT) ends the delay early
+        stop.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
     server.begin_drain()
-    drained = await server.wait_drained(cfg.grace_period_s)
+    drained = await server.wait_drained(max(0.0, cfg.grace_period_s - (loop.time() - t_term)))
     if not drained:
         log.warning("grace period over with %d connection(s) open; closing them", len(server.connections))
     server.close_all()

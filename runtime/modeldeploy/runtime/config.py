@@ -40,6 +40,7 @@ class Config:
     pvc_root: str = c.DEFAULT_PVC_ROOT
     log_level: str = "INFO"
     inference_thread: str = c.DEFAULT_INFERENCE_THREAD
+    drain_delay_s: float = c.DEFAULT_DRAIN_DELAY_S
 
     @property
     def batching(self) -> bool:
@@ -84,6 +85,12 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--max-delay-ms", "max_delay_ms", _nonneg_float, "dynamic batching: longest wait for more requests"),
     ("--max-body-bytes", "max_body_bytes", _positive_int, "larger request bodies get 413"),
     ("--grace-period-s", "grace_period_s", _nonneg_float, "on SIGTERM, longest drain before exit"),
+    (
+        "--drain-delay-s",
+        "drain_delay_s",
+        _nonneg_float,
+        "on SIGTERM, keep accepting this long with readiness 503 before closing the listener (default 0)",
+    ),
     ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
     ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),
     ("--access-log", "access_log", _bool, "log one line per request (no payloads); off by default"),

@@ -40,6 +40,7 @@ ENV_CACHE_DIR: Final = "MODELDEPLOY_CACHE_DIR"
 ENV_PVC_ROOT: Final = "MODELDEPLOY_PVC_ROOT"
 ENV_LOG_LEVEL: Final = "MODELDEPLOY_LOG_LEVEL"
 ENV_INFERENCE_THREAD: Final = "MODELDEPLOY_INFERENCE_THREAD"
+ENV_DRAIN_DELAY_S: Final = "MODELDEPLOY_DRAIN_DELAY_S"
 
 #: flag -> environment variable, for documentation and for the operator's pod templates.
 FLAG_ENV: Final[dict[str, str]] = {
@@ -65,6 +66,7 @@ FLAG_ENV: Final[dict[str, str]] = {
     "--pvc-root": ENV_PVC_ROOT,
     "--log-level": ENV_LOG_LEVEL,
     "--inference-thread": ENV_INFERENCE_THREAD,
+    "--drain-delay-s": ENV_DRAIN_DELAY_S,
 }
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -79,6 +81,9 @@ DEFAULT_MAX_BATCH_SIZE: Final = 0  # 0 or 1: batching off
 DEFAULT_MAX_DELAY_MS: Final = 2.0
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_GRACE_PERIOD_S: Final = 25.0
+#: on SIGTERM, seconds to keep accepting (while readiness answers 503) before the listener closes,
+#: so that endpoints and load balancers stop sending first; counted inside the grace period
+DEFAULT_DRAIN_DELAY_S: Final = 0.0
 DEFAULT_DOWNLOAD_MAX_BYTES: Final = 4 * 1024 * 1024 * 1024
 #: the operator mounts PVC `<claim>` at `<pvc root>/<claim>`:
 #: pvc://claim/a/b -> /mnt/models/claim/a/b
