@@ -94,6 +94,11 @@ def test_unknown_paths_models_versions_and_methods(clf: RuntimeServer, method: s
     assert "error" in r.json()
 
 
+def test_no_access_log_by_default(clf: RuntimeServer) -> None:
+    assert post(clf, infer_body()).status_code == 200
+    assert "/v2/models/clf/infer" not in clf.log()
+
+
 def test_head_request_has_no_body(clf: RuntimeServer) -> None:
     r = httpx.head(clf.url + "/v2/health/live")
     assert r.status_code == 200

@@ -320,3 +320,40 @@ def test_drain_delay_keeps_serving_with_readiness_503(model_files: ModelFiles, l
         assert httpx.post(s.url + c.infer_path("clf"), content=ONE_ROW).status_code == 200
         s.signal(signal.SIGTERM)  # a second SIGTERM ends the delay
         assert s.wait_exit(10) == 0
+
+
+def test_grace_period_bounds_the_drain_even_during_a_long_inference(slow_model: Path, log_dir: Path) -> None:
+    s = start_server("slow", str(slow_model), "--grace-period-s", "0.5", log_dir=log_dir)
+    rows = 1000  # several seconds of compute on the worker thread
+    big = orjson.dumps(
+        {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 4], "data": [0.5] * (rows * 4)}]}
+    )
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            outcome["status"] = httpx.post(s.url + c.infer_path("slow"), content=big, timeout=60).status_code
+        except httpx.HTTPError as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=call)
+    t.start()
+    wait_for(lambda: _queue_count(s) >= 1, 30, "the long inference to start")
+    t0 = time.monotonic()
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(30) == 0
+    elapsed = time.monotonic() - t0
+    t.join(30)
+    assert "status" not in outcome  # the server left before the answer: the grace period won
+    assert elapsed < 5, elapsed
+    assert "grace period over" in s.log()
+
+
+def test_access_log_is_opt_in_and_never_holds_payloads(model_files: ModelFiles, log_dir: Path) -> None:
+    s = start_server("clf", str(model_files.classifier), "--access-log", "true", log_dir=log_dir)
+    try:
+        assert httpx.post(s.url + c.infer_path("clf"), content=ONE_ROW).status_code == 200
+        wait_for(lambda: "/v2/models/clf/infer 200" in s.log(), 10, "the access log line")
+        assert "[1, 2, 3, 4]" not in s.log() and "probabilities" not in s.log()
+    finally:
+        assert s.stop() == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -171,6 +172,12 @@ async def serve(cfg: Config) -> int:
     server.close_all()
     if app.batcher is not None:
         app.batcher.shutdown()
+        if app.batcher.busy:
+            # the grace period is over and an inference still runs on the worker thread: the
+            # interpreter would join that thread at exit, so leave without waiting for it
+            log.warning("grace period over during an inference; exiting without waiting for it")
+            logging.shutdown()
+            os._exit(c.EXIT_OK)
     log.info("drained; exiting")
     return c.EXIT_OK
 

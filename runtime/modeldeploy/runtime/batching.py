@@ -140,9 +140,14 @@ class Batcher:
         for it, res in results:
             it.done(res)
 
+    @property
+    def busy(self) -> bool:
+        """A session.run is still going on the worker thread."""
+        return self._busy
+
     def shutdown(self) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=False)
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---------------------------------------------------------------- compute (any thread)
 
