@@ -264,3 +264,32 @@ def test_service_traffic_follows_the_replica_ratio(local_cluster: ClusterHandle,
         {t: sum(n for pod, n in seen.items() if pod.startswith(t)) for t in ("stable", "canary")}
     )
     assert by_track == {"stable": 30, "canary": 10}, seen
+
+
+def test_a_failing_liveness_probe_restarts_the_container(local_cluster: ClusterHandle, k8s_namespace: str) -> None:
+    c, ns = local_cluster, k8s_namespace
+    server = 'exec python3 -m http.server --bind "$POD_IP" 8080'
+    c.apply(
+        _pod(
+            "unhealthy",
+            {
+                "image": EXEC_IMAGE,
+                "command": ["sh", "-c", server],
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                "livenessProbe": {
+                    "httpGet": {"path": "/missing", "port": 8080},
+                    "periodSeconds": 1,
+                    "failureThreshold": 2,
+                },
+            },
+            terminationGracePeriodSeconds=1,
+        ),
+        namespace=ns,
+    )
+
+    def restarted() -> dict[str, Any] | None:
+        s = _container_status(c, ns, "unhealthy")
+        return s if s.get("restartCount", 0) >= 1 else None
+
+    s = wait_for(restarted, 60, "a restart after the liveness probe failed")
+    assert s["lastState"]["terminated"]["exitCode"] != 0

@@ -41,11 +41,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -288,6 +288,8 @@ class Container:
                 self.set_state({"terminated": {**term, "finishedAt": now()}})
             else:
                 log.info("%s/%s: started %s (pid %d)", self.pod.key, self.name, argv[:4], self.proc.pid)
+                if self.stopping:  # stop() came while the process was being created
+                    self.kill_group(signal.SIGKILL)
                 self.set_state({"running": {"startedAt": started_at}})
                 probes = self.start_probes()
                 rc = await self.proc.wait()
@@ -344,8 +346,14 @@ class Container:
         self.wake.set()
         await self.terminate_process(grace)
         if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 10.0)
+            except TimeoutError:
+                log.warning("%s/%s: run loop did not end; cancelling", self.pod.key, self.name)
+                self.task.cancel()
+                self.kill_group(signal.SIGKILL)
+            except asyncio.CancelledError:
+                pass
 
     # --- probes -----------------------------------------------------------------------------
     def start_probes(self) -> list[asyncio.Task[None]]:
@@ -406,8 +414,8 @@ class Container:
         grace = probe.get(
             "terminationGracePeriodSeconds", self.pod.pod["spec"].get("terminationGracePeriodSeconds", 30)
         )
-        # run in its own task: terminate_process waits for the exit that cancels this probe task
-        asyncio.create_task(self.terminate_process(float(grace)))  # noqa: RUF006
+        # in its own task: terminate_process waits for the exit that cancels this probe task
+        self.pod.agent.background(self.terminate_process(float(grace)))
 
 
 class PodWorker:
@@ -946,6 +954,7 @@ class Agent:
         self.volume_sync_s = volume_sync_s
         self.workers: dict[str, PodWorker] = {}
         self._sd_last: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.ips = IpPool()
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -1047,6 +1056,12 @@ class Agent:
             except (ApiError, httpx.HTTPError) as e:
                 log.warning("heartbeat: %s", e)
 
+    def background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a task without awaiting it, holding a reference so it is not garbage-collected."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # --- Prometheus discovery ---------------------------------------------------------------------
     def sd_targets(self) -> list[Obj]:
         """The pods as Prometheus file_sd groups with Kubernetes pod-role discovery's meta labels."""
@@ -1105,7 +1120,7 @@ class Agent:
         finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         if pod["metadata"].get("deletionTimestamp") or finished:
             if pod["metadata"].get("deletionTimestamp"):
-                asyncio.create_task(self.force_delete(pod))  # noqa: RUF006
+                self.background(self.force_delete(pod))
             return
         w = PodWorker(self, pod)
         self.workers[uid] = w
@@ -1126,7 +1141,7 @@ class Agent:
         w = self.workers.get(uid)
         if w is not None:
             w.gone = True
-            asyncio.create_task(w.terminate(2.0, delete=False))  # noqa: RUF006
+            self.background(w.terminate(2.0, delete=False))
 
     async def watch_pods(self) -> None:
         params = {"fieldSelector": f"spec.nodeName={self.node_name}"}
