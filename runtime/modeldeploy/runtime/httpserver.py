@@ -27,6 +27,7 @@ access_log = logging.getLogger("modeldeploy.runtime.access")
 
 KEEPALIVE_TIMEOUT_S = 75.0  # longer than the usual load balancer idle timeout (60 s)
 DRAIN_IDLE_S = 0.2  # while draining, a connection idle this long is closed
+REQUEST_TIMEOUT_S = 60.0  # a request whose bytes stop arriving this long is answered 408
 MAX_PIPELINED = 64
 _HEADERS_WANTED = frozenset({b"content-length", b"inference-header-content-length", b"content-encoding", b"expect"})
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
@@ -83,6 +84,7 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.last_active = self.server.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -239,9 +241,13 @@ class HttpProtocol(asyncio.Protocol):
     def close_if_idle(self, idle_for: float) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        if self.is_idle() and self.server.loop.time() - self.last_active >= idle_for:
+        quiet = self.server.loop.time() - self.last_active
+        if self.is_idle() and quiet >= idle_for:
             self.closing = True
             self.transport.close()
+        elif self.in_message and quiet >= REQUEST_TIMEOUT_S:
+            # a request that stopped arriving half-way (a stalled or slowloris client)
+            self._fatal(408, f"no request data for {REQUEST_TIMEOUT_S:g} s")
 
 
 class HttpServer:
