@@ -171,6 +171,15 @@ def fixed_shape_adder() -> bytes:
     return _model(helper.make_graph(nodes, "adder", [a, b], [s, d]))
 
 
+def with_sequence_output() -> bytes:
+    """`x` FP32 [N, 4] -> `y` (Identity) and `seq` (a sequence, as sklearn-onnx's ZipMap gives): not a tensor."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    seq = helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Identity", ["x"], ["y"]), helper.make_node("SequenceConstruct", ["x"], ["seq"])]
+    return _model(helper.make_graph(nodes, "with_sequence", [x], [y, seq]))
+
+
 def write_model(path: Path, data: bytes) -> str:
     """Write the model and return its sha256 hex digest."""
     path.parent.mkdir(parents=True, exist_ok=True)

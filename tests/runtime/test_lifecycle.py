@@ -357,3 +357,18 @@ def test_access_log_is_opt_in_and_never_holds_payloads(model_files: ModelFiles, 
         assert "[1, 2, 3, 4]" not in s.log() and "probabilities" not in s.log()
     finally:
         assert s.stop() == 0
+
+
+def test_non_tensor_outputs_are_left_out(model_files: ModelFiles, log_dir: Path) -> None:
+    path = model_files.root / "seq.onnx"
+    models.write_model(path, models.with_sequence_output())
+    s = start_server("seq", str(path), log_dir=log_dir)
+    try:
+        meta = httpx.get(s.url + c.model_path("seq")).json()
+        assert [o["name"] for o in meta["outputs"]] == ["y"]
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+        r = httpx.post(s.url + c.infer_path("seq"), content=orjson.dumps(body))
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [1, 4], "data": [1.0, 2.0, 3.0, 4.0]}]
+    finally:
+        assert s.stop() == 0

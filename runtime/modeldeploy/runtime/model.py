@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import numpy as np
 import onnxruntime as ort
 
 from modeldeploy.runtime.codec import ORT_TO_OIP, TensorSpec
+
+log = logging.getLogger("modeldeploy.runtime")
 
 
 class ModelLoadError(Exception):
@@ -64,7 +67,14 @@ class Model:
         except Exception as e:
             raise ModelLoadError(f"onnxruntime cannot load {path}: {e}") from e
         inputs = {a.name: _spec(a) for a in sess.get_inputs()}
-        outputs = {a.name: _spec(a) for a in sess.get_outputs()}
+        outputs: dict[str, TensorSpec] = {}
+        for a in sess.get_outputs():
+            if a.type in ORT_TO_OIP:
+                outputs[a.name] = _spec(a)
+            else:  # e.g. sklearn-onnx's ZipMap seq(map(...)): not a v2 tensor; served without it
+                log.warning("output %r of type %s is not a tensor: it is left out of the v2 signature", a.name, a.type)
+        if not outputs:
+            raise ModelLoadError("the model has no tensor output this server can return")
         batchable = all(
             s.shape is not None and len(s.shape) >= 1 and s.shape[0] == -1
             for s in (*inputs.values(), *outputs.values())
