@@ -61,7 +61,7 @@ def wait_ready(port: int, model: str, timeout: float = 60) -> None:
                     return
         except OSError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll
     raise RuntimeError("server not ready")
 
 
