@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -31,6 +33,8 @@ class Answer:
     started: float
     """time.monotonic() when it was sent."""
     finished: float
+    wall: float
+    """time.time() when it was sent (to line up with timestamps in status)."""
     code: int
     """HTTP status, or 0 when the transport failed (refused, reset, timed out)."""
     version: str | None
@@ -58,10 +62,14 @@ class LoadStats:
     def versions(self, start: float = 0.0, end: float = float("inf")) -> Counter[str]:
         return Counter(a.version or f"code {a.code}" for a in self.between(start, end))
 
-    def last_answer_from(self, version: str) -> float | None:
-        """When the last request answered by this version was sent."""
-        times = [a.started for a in self.answers if a.version == version]
-        return max(times) if times else None
+    def last_answer_from(self, version: str) -> Answer | None:
+        """The last request (by send time) that this version answered."""
+        mine = [a for a in self.answers if a.version == version]
+        return max(mine, key=lambda a: a.started) if mine else None
+
+    def failed_after_wall(self, wall: float) -> list[Answer]:
+        """Failed requests sent at or after this wall-clock time."""
+        return [a for a in self.answers if a.wall >= wall and not a.ok]
 
     def summary(self) -> str:
         total = len(self.answers)
@@ -99,15 +107,15 @@ class LoadGenerator:
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def _one(self, client: httpx.AsyncClient, body: dict[str, object]) -> None:
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         try:
             response = await client.post(self.url, json=body)
             version = None
             if response.status_code == 200:
                 version = str(response.json().get("model_version"))
-            answer = Answer(started, time.monotonic(), response.status_code, version)
+            answer = Answer(started, time.monotonic(), wall, response.status_code, version)
         except (httpx.HTTPError, ValueError) as err:
-            answer = Answer(started, time.monotonic(), 0, None, f"{type(err).__name__}: {err}")
+            answer = Answer(started, time.monotonic(), wall, 0, None, f"{type(err).__name__}: {err}")
         finally:
             self._slots.release()
         self.stats.answers.append(answer)
@@ -151,4 +159,44 @@ class LoadGenerator:
                 await self._slots.acquire()
                 tasks.append(asyncio.create_task(self._one(client, infer_body(self._rng))))
             await asyncio.gather(*tasks)
+        return self.stats
+
+
+class BackgroundLoad:
+    """A LoadGenerator on its own thread and event loop, for synchronous tests and scripts.
+
+    Start it from the thread that is inside the cluster's network namespace: the new thread
+    inherits the namespace.
+    """
+
+    def __init__(self, base_url: str, model: str, **options: Any) -> None:
+        self._args = (base_url, model)
+        self._options = options
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._generator: LoadGenerator | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="load", daemon=True)
+        self.stats = LoadStats()
+
+    def _main(self) -> None:
+        async def run() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._generator = LoadGenerator(*self._args, **self._options)
+            self.stats = self._generator.stats
+            self._generator.start()
+            self._ready.set()
+            assert self._generator._task is not None
+            await self._generator._task
+
+        asyncio.run(run())
+
+    def start(self) -> BackgroundLoad:
+        self._thread.start()
+        self._ready.wait(timeout=10)
+        return self
+
+    def stop(self) -> LoadStats:
+        if self._loop is not None and self._generator is not None:
+            self._loop.call_soon_threadsafe(self._generator._stopping.set)
+        self._thread.join(timeout=30)
         return self.stats

@@ -221,7 +221,7 @@ def test_class_mix_message_carries_the_numbers() -> None:
     check = run(analysis, arm(1000, classes=shifted), arm(2000, classes=MIX))["classMixDistance"]
     assert check.value is not None
     assert check.value > 0.1
-    assert "canary 1000 predictions, stable 1000" in check.message
+    assert "canary 1000 predictions, stable 1000; canary n=1000, stable n=2000, window 30s" in check.message
     assert "p=" in check.message
 
 

@@ -230,7 +230,7 @@ def _distance_check(
             message=f"{what}: no predictions recorded in one arm ({ctx.samples})",
         )
     g, df, p = g_test(canary, stable)
-    n_text = f"canary {sum(canary.values()):.0f} predictions, stable {sum(stable.values()):.0f}, window {ctx.window}"
+    n_text = f"canary {sum(canary.values()):.0f} predictions, stable {sum(stable.values()):.0f}; {ctx.samples}"
     if exceeds(distance, threshold) and p < 1 - ctx.confidence:
         verdict: Verdict = "Fail"
         text = (
