@@ -18,7 +18,7 @@ RUNTIME_FLAGS=${RUNTIME_FLAGS:---max-batch-size 32 --max-delay-ms 2}
 export BENCH_PROJECT_CMD="$ROOT/.venv/bin/python -m modeldeploy.runtime --model-name {model} --model-uri file://{model_path} --host 127.0.0.1 --port {port} $RUNTIME_FLAGS"
 OUT=${BENCH_OUT:-/tmp/bench-results/$(date +%Y%m%d-%H%M%S)}
 
-echo "machine load before the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee /dev/stderr >/dev/null
+echo "machine load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BPY" "$SHARED/run_matrix.py" --modes wrk-pinned --tuned-modes wrk-pinned --out "$OUT" "$@"
 "$BPY" "$ROOT/bench/compare.py" --servers baseline project --models tiny medium conv --conc 1 32 --binary \
   --project-args "$RUNTIME_FLAGS" | tee "$OUT/compare.txt"
