@@ -492,5 +492,12 @@ scrape_configs:
             self._save()
         return killed
 
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def status(self) -> dict[str, bool]:
         return {n: p.alive() for n, p in self.procs.items()}

@@ -22,180 +22,24 @@ reason (it is not skipped). `MODELDEPLOY_SKIP_CLUSTER=1` skips them explicitly, 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 
-from . import kstatus as _kstatus
 from . import netns
 from .cluster import ClusterError, LocalCluster, prerequisites
-from .paths import kubectl as kubectl_path
+from .handle import ClusterHandle, wait_for
 
-T = TypeVar("T")
+__all__ = ["ClusterHandle", "k8s_namespace", "local_cluster", "wait_for"]
 MARK = "cluster"
-
-
-def wait_for(
-    predicate: Callable[[], T | None], timeout: float = 60.0, what: str = "condition", interval: float = 0.2
-) -> T:
-    """Call `predicate` until it returns a truthy value (returned) or raise AssertionError at the deadline.
-
-    Exceptions raised by the predicate count as "not yet"; the last one is in the failure message.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    last_value: Any = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last_value = value
-        except Exception as e:
-            last_exc = e
-        if time.monotonic() >= deadline:
-            detail = f"last error: {last_exc!r}" if last_exc is not None else f"last value: {last_value!r}"
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} ({detail})")
-        time.sleep(interval)  # poll
-
-
-class ClusterHandle:
-    """What a test gets from the `local_cluster` fixture."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        assert cluster.access is not None
-        self._cluster = cluster
-        self.kubeconfig: Path = cluster.kubeconfig
-        self.server: str = cluster.server
-        self.prometheus_url: str = cluster.prometheus_url
-        self.token: str = cluster.access.token
-        self.ca_file: Path = Path(cluster.access.ca_file)
-        self.state_dir: Path = cluster.state_dir
-        self.netns: str = cluster.netns
-        self.pod_log_dir: Path = cluster.pod_log_dir
-        self.start_seconds: float | None = cluster.start_seconds
-        self._http: httpx.Client | None = None
-
-    def files_dir(self, name: str = "files") -> Path:
-        """A host directory for files that pods must read (models, configs): `file://` URIs into
-        it work from any pod. Not under /tmp, which a pod's emptyDir at /tmp would shadow."""
-        d = self.state_dir / "files" / name
-        d.mkdir(parents=True, exist_ok=True)
-        d.chmod(0o755)
-        return d
-
-    # --- kubectl ------------------------------------------------------------------------------
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
-    ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against the cluster. check=True raises AssertionError with stderr on failure."""
-        proc = subprocess.run(
-            [kubectl_path(), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self.python_env(),
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-        return proc
-
-    def apply(
-        self,
-        obj_or_yaml: dict[str, Any] | list[dict[str, Any]] | str,
-        namespace: str | None = None,
-        field_manager: str = "pytest",
-        force_conflicts: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Server-side apply one object, a list of objects, or a YAML/JSON text; returns the results."""
-        if isinstance(obj_or_yaml, str):
-            text = obj_or_yaml
-        elif isinstance(obj_or_yaml, list):
-            text = json.dumps({"apiVersion": "v1", "kind": "List", "items": obj_or_yaml})
-        else:
-            text = json.dumps(obj_or_yaml)
-        args = ["apply", "--server-side", f"--field-manager={field_manager}", "-o", "json", "-f", "-"]
-        if force_conflicts:
-            args.append("--force-conflicts")
-        if namespace:
-            args += ["-n", namespace]
-        out = json.loads(self.kubectl(*args, input=text).stdout)
-        items: list[dict[str, Any]] = out["items"] if out.get("kind") == "List" else [out]
-        return items
-
-    def get_json(self, *args: str) -> dict[str, Any]:
-        """`kubectl get ARGS -o json`, parsed."""
-        result: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-        return result
-
-    # --- HTTP ---------------------------------------------------------------------------------
-    def python_env(self, **extra: str) -> dict[str, str]:
-        """Environment for a subprocess (e.g. `python -m modeldeploy.operator`) talking to this cluster."""
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        env["PROMETHEUS_URL"] = self.prometheus_url
-        env["MODELDEPLOY_PROMETHEUS_URL"] = self.prometheus_url
-        env.update(extra)
-        return env
-
-    def api_client(self, timeout: float = 30.0) -> httpx.Client:
-        """A new httpx client for the API server (base_url, CA and token set); close it yourself."""
-        assert self._cluster.access is not None
-        return self._cluster.access.client(timeout)
-
-    @property
-    def api(self) -> httpx.Client:
-        """A shared httpx client for the API server (closed at session end)."""
-        if self._http is None:
-            self._http = self.api_client()
-        return self._http
-
-    def prometheus_query(self, promql: str) -> list[dict[str, Any]]:
-        """Instant query; returns `data.result` (a list of {"metric": ..., "value": [t, "v"]})."""
-        with httpx.Client(trust_env=False, timeout=10.0) as c:
-            r = c.get(f"{self.prometheus_url}/api/v1/query", params={"query": promql})
-            r.raise_for_status()
-            result: list[dict[str, Any]] = r.json()["data"]["result"]
-            return result
-
-    # --- helpers ------------------------------------------------------------------------------
-    wait_for = staticmethod(wait_for)
-
-    def kstatus(self, obj: dict[str, Any]) -> tuple[str, str]:
-        """kstatus' (status, message) for an object (see modeldeploy.localcluster.kstatus)."""
-        return _kstatus.compute(obj)
-
-    def pod_logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
-        """A container's output (what `kubectl logs` would show; the local node has no kubelet API)."""
-        dirs = sorted(self.pod_log_dir.glob(f"{namespace}_{pod}_*"))
-        if not dirs:
-            return ""
-        cdirs = [d for d in sorted(dirs[-1].iterdir()) if d.is_dir() and (container is None or d.name == container)]
-        if not cdirs:
-            return ""
-        files = sorted(cdirs[0].glob("*.log"), key=lambda p: int(p.stem))
-        if previous:
-            files = files[:-1]
-        return files[-1].read_text(errors="replace") if files else ""
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
 
 
 class _Session:
