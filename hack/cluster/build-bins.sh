@@ -15,6 +15,7 @@ if [ "$missing" = 0 ]; then echo "$OUT"; exit 0; fi
 command -v go >/dev/null || { echo "go toolchain not found: cannot build the local cluster's binaries (see hack/localcluster/README.md)" >&2; exit 2; }
 mkdir -p "$OUT"
 export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+trap 'echo "build-bins.sh: failed at line $LINENO: $BASH_COMMAND (GOPROXY=$(go env GOPROXY)); the Go module proxy must be reachable" >&2' ERR
 work="$CACHE/build"
 start=$(date +%s)
 
