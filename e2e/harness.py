@@ -81,7 +81,7 @@ def build_models(directory: Path = MODELS_DIR) -> dict[str, ModelFile]:
     recipes: dict[str, tuple[str, bytes, str]] = {
         "stable": ("1", models.classifier(0), "the serving classifier"),
         "good": ("2", models.classifier(0), "a retrained classifier that behaves like the serving one"),
-        "slow": ("3", models.slow_classifier(0, layers=32), "a classifier ~30x slower per request"),
+        "slow": ("3", models.slow_classifier(0, layers=64), "a classifier ~100x slower per request (~30 ms)"),
         "erroring": ("4", models.erroring_classifier(0), "a classifier that fails on every real input (HTTP 500)"),
         "shifted": ("5", models.classifier(1), "a classifier whose predicted class mix differs"),
     }
