@@ -61,6 +61,9 @@ def test_a_crashed_container_is_restarted_with_back_off(local_cluster: ClusterHa
     ready = {x["type"]: x["status"] for x in pod["status"]["conditions"]}["Ready"]
     assert ready == "False"
     assert "started" in c.pod_logs(ns, "crasher")
+    # kubectl logs goes API server -> the agent's /containerLogs on the node address
+    assert c.kubectl("logs", "-n", ns, "crasher").stdout.strip() == "started"
+    assert c.kubectl("logs", "-n", ns, "crasher", "--previous").stdout.strip() == "started"
 
 
 def test_an_unknown_image_fails_the_pod_with_err_image_pull(local_cluster: ClusterHandle, k8s_namespace: str) -> None:

@@ -62,6 +62,8 @@ try:
 except ImportError:  # pragma: no cover - the runtime package is optional for the agent
     RUNTIME_IMAGE_REPOSITORY = "ghcr.io/modeldeploy/runtime"
 EXEC_IMAGE_REPOSITORY = "modeldeploy.local/exec"
+#: the agent serves the kubelet's /containerLogs here, so that `kubectl logs` works
+KUBELET_PORT = 10250
 
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -941,7 +943,9 @@ class Agent:
         backoff_max: float = 300.0,
         heartbeat_s: float = 10.0,
         volume_sync_s: float = 2.0,
+        serving: ssl.SSLContext | None = None,
     ) -> None:
+        self.serving = serving
         self.kube = kube
         self.state_dir = state_dir
         self.node_name = node_name
@@ -988,7 +992,7 @@ class Agent:
                 cond("Ready", "True", "KubeletReady", "modeldeploy local node agent is posting ready status"),
             ],
             "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": self.node_name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT if self.serving else 0}},
             "nodeInfo": {
                 "machineID": "modeldeploy-local",
                 "systemUUID": "modeldeploy-local",
@@ -1061,6 +1065,62 @@ class Agent:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # --- the kubelet API, as far as `kubectl logs` needs it ---------------------------------------
+    def log_file(self, namespace: str, pod: str, container: str, previous: bool) -> Path | None:
+        live = [w for w in self.workers.values() if w.namespace == namespace and w.name == pod]
+        if live:
+            dirs = [live[0].log_dir]
+        else:
+            dirs = sorted(self.state_dir.glob(f"logs/pods/{namespace}_{pod}_*"), key=lambda p: p.stat().st_mtime)
+        if not dirs:
+            return None
+        files = sorted((dirs[-1] / container).glob("*.log"), key=lambda p: int(p.stem))
+        if previous:
+            files = files[:-1]
+        return files[-1] if files else None
+
+    async def serve_logs(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            url = httpx.URL(target)
+            parts = url.path.strip("/").split("/")
+            q = dict(url.params)
+            if method != "GET" or len(parts) != 4 or parts[0] != "containerLogs":
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            path = self.log_file(parts[1], parts[2], parts[3], q.get("previous") == "true")
+            if path is None:
+                msg = f"no logs for container {parts[3]} of pod {parts[1]}/{parts[2]}".encode()
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n")
+                writer.write(f"Content-Length: {len(msg)}\r\nConnection: close\r\n\r\n".encode() + msg)
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+            data = path.read_bytes()
+            if q.get("tailLines"):
+                data = b"".join(data.splitlines(keepends=True)[-int(q["tailLines"]) :])
+            if q.get("limitBytes"):
+                data = data[: int(q["limitBytes"])]
+            writer.write(data)
+            await writer.drain()
+            if q.get("follow") == "true":
+                offset = path.stat().st_size
+                while not reader.at_eof():
+                    await asyncio.sleep(0.2)  # poll: follow the file
+                    size = path.stat().st_size
+                    if size > offset:
+                        with path.open("rb") as f:
+                            f.seek(offset)
+                            writer.write(f.read(size - offset))
+                        offset = size
+                        await writer.drain()
+                    if not any(w.log_dir == path.parent.parent for w in self.workers.values()):
+                        break
+        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
 
     # --- Prometheus discovery ---------------------------------------------------------------------
     def sd_targets(self) -> list[Obj]:
@@ -1165,6 +1225,8 @@ class Agent:
 
     async def run(self) -> None:
         self.write_sd()
+        if self.serving is not None:
+            await asyncio.start_server(self.serve_logs, NODE_IP, KUBELET_PORT, ssl=self.serving)
         while True:  # the API server may still be starting (kube-node-lease appears after /readyz)
             try:
                 await self.register()
@@ -1185,9 +1247,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pods", type=int, default=110)
     ap.add_argument("--backoff-base", type=float, default=10.0, help="CrashLoopBackOff first delay, seconds")
     ap.add_argument("--backoff-max", type=float, default=300.0)
+    ap.add_argument("--serving-cert", help="serve /containerLogs on :10250 with this cert (kubectl logs)")
+    ap.add_argument("--serving-key")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    serving = None
+    if args.serving_cert:
+        serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        serving.load_cert_chain(args.serving_cert, args.serving_key)
 
     async def amain() -> None:
         kube = AsyncKube(Access.load(args.access))
@@ -1200,6 +1269,7 @@ def main(argv: list[str] | None = None) -> None:
             pods=args.pods,
             backoff_base=args.backoff_base,
             backoff_max=args.backoff_max,
+            serving=serving,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

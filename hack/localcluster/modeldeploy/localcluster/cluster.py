@@ -312,6 +312,9 @@ scrape_configs:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--event-ttl=1h",
+                # `kubectl logs` goes API server -> node agent (https://10.244.0.1:10250/containerLogs/...)
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={p.ca_cert}",
             ],
             "kube-controller-manager": [
                 str(b / "kube-controller-manager"),
@@ -341,6 +344,8 @@ scrape_configs:
                 f"--access={access}",
                 f"--state-dir={s}",
                 f"--node-name={NODE_NAME}",
+                f"--serving-cert={p.kubelet_cert}",
+                f"--serving-key={p.kubelet_key}",
                 *self.agent_args,
             ],
             "proxy": [py, "-m", "modeldeploy.localcluster.proxy", f"--access={access}"],

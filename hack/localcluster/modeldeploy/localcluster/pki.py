@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import KUBERNETES_SERVICE_IP, NODE_IP
+from .paths import KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Pki:
     ca_key: Path
     server_cert: Path
     server_key: Path
+    kubelet_cert: Path
+    kubelet_key: Path
     sa_key: Path
     sa_pub: Path
     token: str
@@ -38,13 +40,30 @@ def _ec_key(path: Path) -> None:
     path.chmod(0o600)
 
 
+def _issue(d: Path, name: str, cn: str, sans: list[str], *, ca_cert: Path, ca_key: Path) -> tuple[Path, Path]:
+    """A serving certificate `name`.crt/.key signed by the CA."""
+    key, cert, ext, csr = d / f"{name}.key", d / f"{name}.crt", d / f"{name}.ext", d / f"{name}.csr"
+    _ec_key(key)
+    ext.write_text(
+        f"subjectAltName={','.join(sans)}\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    _openssl("req", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-out", str(csr), cwd=d)
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "3650", "-extfile", str(ext), "-out", str(cert), cwd=d,
+    )  # fmt: skip
+    return cert, key
+
+
 def make(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     d = directory
     ca_key, ca_cert = d / "ca.key", d / "ca.crt"
-    server_key, server_cert = d / "apiserver.key", d / "apiserver.crt"
     sa_key, sa_pub = d / "sa.key", d / "sa.pub"
-    for k in (ca_key, server_key, sa_key):
+    for k in (ca_key, sa_key):
         _ec_key(k)
     _openssl(
         "req", "-x509", "-new", "-key", str(ca_key), "-subj", "/CN=modeldeploy-local-ca", "-days", "3650",
@@ -61,22 +80,12 @@ def make(directory: Path) -> Pki:
         f"IP:{NODE_IP}",
         f"IP:{KUBERNETES_SERVICE_IP}",
     ]
-    ext = d / "apiserver.ext"
-    ext.write_text(
-        f"subjectAltName={','.join(sans)}\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    csr = d / "apiserver.csr"
-    _openssl("req", "-new", "-key", str(server_key), "-subj", "/CN=kube-apiserver", "-out", str(csr), cwd=d)
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-days", "3650", "-extfile", str(ext), "-out", str(server_cert), cwd=d,
-    )  # fmt: skip
+    server_cert, server_key = _issue(d, "apiserver", "kube-apiserver", sans, ca_cert=ca_cert, ca_key=ca_key)
+    kubelet_sans = [f"DNS:{NODE_NAME}", f"IP:{NODE_IP}"]
+    kubelet_cert, kubelet_key = _issue(d, "kubelet", NODE_NAME, kubelet_sans, ca_cert=ca_cert, ca_key=ca_key)
     _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub), cwd=d)
     token = secrets.token_hex(24)
     token_file = d / "tokens.csv"
     token_file.write_text(f'{token},modeldeploy-admin,modeldeploy-admin,"system:masters"\n')
     token_file.chmod(0o600)
-    return Pki(ca_cert, ca_key, server_cert, server_key, sa_key, sa_pub, token, token_file)
+    return Pki(ca_cert, ca_key, server_cert, server_key, kubelet_cert, kubelet_key, sa_key, sa_pub, token, token_file)
