@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 from typing import Any
 
 import httpx
@@ -64,6 +65,8 @@ def test_a_crashed_container_is_restarted_with_back_off(local_cluster: ClusterHa
     # kubectl logs goes API server -> the agent's /containerLogs on the node address
     assert c.kubectl("logs", "-n", ns, "crasher").stdout.strip() == "started"
     assert c.kubectl("logs", "-n", ns, "crasher", "--previous").stdout.strip() == "started"
+    events = c.get_json("events", "-n", ns, "--field-selector", "involvedObject.name=crasher")["items"]
+    assert {"Started", "BackOff"} <= {e["reason"] for e in events}
 
 
 def test_an_unknown_image_fails_the_pod_with_err_image_pull(local_cluster: ClusterHandle, k8s_namespace: str) -> None:
@@ -164,8 +167,6 @@ def test_a_container_ignoring_sigterm_is_killed_after_the_grace_period(
         namespace=ns,
     )
     wait_for(lambda: _container_status(c, ns, "stubborn").get("state", {}).get("running"), 30, "stubborn running")
-    import time  # noqa: PLC0415
-
     t0 = time.monotonic()
     c.api.delete(f"/api/v1/namespaces/{ns}/pods/stubborn")
     wait_for(lambda: c.api.get(f"/api/v1/namespaces/{ns}/pods/stubborn").status_code == 404, 30, "stubborn gone")

@@ -252,6 +252,7 @@ class Container:
             except ImageError as e:
                 pull_failures += 1
                 self.set_state({"waiting": {"reason": "ErrImagePull", "message": str(e)}})
+                self.pod.event("Warning", "Failed", f"Error: ErrImagePull: {e}", self.name)
                 await self.sleep(2.0)
                 if self.stopping:
                     break
@@ -290,6 +291,7 @@ class Container:
                 self.set_state({"terminated": {**term, "finishedAt": now()}})
             else:
                 log.info("%s/%s: started %s (pid %d)", self.pod.key, self.name, argv[:4], self.proc.pid)
+                self.pod.event("Normal", "Started", f"Started container {self.name}", self.name)
                 if self.stopping:  # stop() came while the process was being created
                     self.kill_group(signal.SIGKILL)
                 self.set_state({"running": {"startedAt": started_at}})
@@ -325,6 +327,7 @@ class Container:
             if delay > 0:
                 msg = f"back-off {delay:g}s restarting failed container={self.name} pod={self.pod.key}"
                 self.set_state({"waiting": {"reason": "CrashLoopBackOff", "message": msg}})
+                self.pod.event("Warning", "BackOff", "Back-off restarting failed container", self.name)
                 await self.sleep(delay)
 
     def kill_group(self, sig: int) -> None:
@@ -390,6 +393,8 @@ class Container:
         while True:
             ok = await self.pod.run_probe(probe, self.spec)
             fails, successes = (0, successes + 1) if ok else (fails + 1, 0)
+            if not ok and fails == 1:
+                self.pod.event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed", self.name)
             if kind == "readiness":
                 if ok and successes >= success_threshold and not self.ready:
                     self.ready = True
@@ -413,6 +418,8 @@ class Container:
 
     async def _probe_kill(self, kind: str, probe: Obj) -> None:
         log.info("%s/%s: %s probe failed, killing", self.pod.key, self.name, kind)
+        msg = f"Container {self.name} failed {kind} probe, will be restarted"
+        self.pod.event("Normal", "Killing", msg, self.name)
         grace = probe.get(
             "terminationGracePeriodSeconds", self.pod.pod["spec"].get("terminationGracePeriodSeconds", 30)
         )
@@ -476,6 +483,8 @@ class PodWorker:
             except (MountError, ApiError, httpx.HTTPError) as e:
                 if self.mount_error != str(e):
                     log.info("%s: volumes: %s", self.key, e)
+                if self.mount_error != str(e):
+                    self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
                 self.mount_error = str(e)
                 self.dirty()
                 await asyncio.sleep(2.0)  # poll: the missing object may appear
@@ -485,11 +494,42 @@ class PodWorker:
             c.task = asyncio.create_task(c.run())
         self.tasks.append(asyncio.create_task(self.refresh_volumes_loop()))
 
+    def event(self, etype: str, reason: str, message: str, container: str | None = None) -> None:
+        """Post a core/v1 Event about this pod from "kubelet", as `kubectl describe pod` shows them."""
+        t = micro_now()
+        ref: Obj = {"apiVersion": "v1", "kind": "Pod", "namespace": self.namespace, "name": self.name, "uid": self.uid}
+        if container:
+            ref["fieldPath"] = f"spec.containers{{{container}}}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{self.name}.{os.urandom(8).hex()}", "namespace": self.namespace},
+            "involvedObject": ref,
+            "reason": reason,
+            "message": message,
+            "type": etype,
+            "source": {"component": "kubelet", "host": self.agent.node_name},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.agent.node_name,
+            "firstTimestamp": t[:19] + "Z",
+            "lastTimestamp": t[:19] + "Z",
+            "count": 1,
+        }
+
+        async def post() -> None:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                await self.agent.kube.create(f"/api/v1/namespaces/{self.namespace}/events", body)
+
+        self.agent.background(post())
+
     async def terminate(self, grace: float, delete: bool) -> None:
         if self.terminating:
             return
         self.terminating = True
         self.dirty()
+        for c in self.containers:
+            if c.proc is not None and c.proc.returncode is None:
+                self.event("Normal", "Killing", f"Stopping container {c.name}", c.name)
         deadline = time.monotonic() + grace
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.run_pre_stop_hooks(), grace)
