@@ -35,7 +35,7 @@ from e2e.cluster import delete_namespace, fresh_namespace, local_cluster  # noqa
 from e2e.harness import ModelDeploymentHandle, OperatorProcess, analysis_spec, apply_crds, build_models  # noqa: E402
 from e2e.stories import deploy_stable, roll_out, rolled_back, start_load  # noqa: E402
 
-from modeldeploy.localcluster.pytest_plugin import ClusterHandle  # noqa: E402
+from modeldeploy.localcluster.handle import ClusterHandle  # noqa: E402
 
 INTERVAL = "5s"
 

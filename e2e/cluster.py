@@ -12,8 +12,8 @@ import httpx
 
 from modeldeploy.localcluster import netns
 from modeldeploy.localcluster.cluster import LocalCluster
+from modeldeploy.localcluster.handle import ClusterHandle
 from modeldeploy.localcluster.paths import DEFAULT_NETNS, DEFAULT_STATE_DIR
-from modeldeploy.localcluster.pytest_plugin import ClusterHandle
 
 from .harness import wait_for
 

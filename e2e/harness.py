@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from modeldeploy.localcluster.pytest_plugin import ClusterHandle
+from modeldeploy.localcluster.handle import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
