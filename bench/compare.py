@@ -52,6 +52,12 @@ def server_cmd(kind: str, model: str, port: int, extra: list[str]) -> list[str]:
     ]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_ready(port: int, model: str, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -147,7 +153,10 @@ def main() -> None:
                 for enc, body, h in bodies:
                     for conc in a.conc:
                         wrk(url, body, h, conc, 1)  # warm-up
+                        cpu0 = cpu_seconds(proc.pid)
                         r = wrk(url, body, h, conc, a.secs)
+                        done = r["rps"] * a.secs
+                        r["srv_cpu_us_per_req"] = round(1e6 * (cpu_seconds(proc.pid) - cpu0) / max(done, 1), 1)
                         status = Path(f"/proc/{proc.pid}/status").read_text()
                         rss = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM")))
                         row = {
@@ -163,11 +172,14 @@ def main() -> None:
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
-    print(f"{'server':10} {'model':7} {'body':7} {'conc':>4} {'p50 us':>8} {'p99 us':>8} {'rps':>8} {'MiB':>6}")
+    print(
+        f"{'server':10} {'model':7} {'body':7} {'conc':>4} {'p50 us':>8} {'p99 us':>8} {'rps':>8} "
+        f"{'cpu/req':>8} {'MiB':>6}"
+    )
     for r in rows:
         print(
             f"{r['server']:10} {r['model']:7} {r['body']:7} {r['conc']:>4} {r['p50_us']:>8.0f} "
-            f"{r['p99_us']:>8.0f} {r['rps']:>8.0f} {r['vmhwm_mib']:>6}"
+            f"{r['p99_us']:>8.0f} {r['rps']:>8.0f} {r['srv_cpu_us_per_req']:>8} {r['vmhwm_mib']:>6}"
         )
 
 

@@ -33,11 +33,12 @@ log = logging.getLogger("modeldeploy.runtime")
 
 
 class _LoadResult:
-    def __init__(self, model: Model, sha256: str, seconds: float, run_s: float) -> None:
+    def __init__(self, model: Model, sha256: str, seconds: float, run_s: float, batch_gain: float) -> None:
         self.model = model
         self.sha256 = sha256
         self.seconds = seconds
-        self.run_s = run_s  # median warm-up run at batch 1
+        self.run_s = run_s  # fastest warm-up run at batch 1
+        self.batch_gain = batch_gain  # per-row speed-up of a batch over single rows
 
 
 def _load(cfg: Config) -> _LoadResult:
@@ -56,7 +57,10 @@ def _load(cfg: Config) -> _LoadResult:
             f"({', '.join(model.output_names)})"
         )
     run_s = model.warm_up()
-    return _LoadResult(model, fetched.sha256, time.perf_counter() - t0, run_s)
+    gain = 1.0
+    if cfg.batching and model.batchable:
+        gain = model.batch_gain(min(cfg.max_batch_size, c.BATCH_PROBE_ROWS))
+    return _LoadResult(model, fetched.sha256, time.perf_counter() - t0, run_s, gain)
 
 
 def _load_in_thread(cfg: Config) -> Future[_LoadResult]:
@@ -121,9 +125,15 @@ async def serve(cfg: Config) -> int:
         server.close_all()
         return c.EXIT_LOAD_FAILED
     model = result.model
-    batching = cfg.batching and model.batchable
+    batching = cfg.batching and model.batchable and result.batch_gain >= c.BATCH_MIN_GAIN
     if cfg.batching and not model.batchable:
         log.info("dynamic batching off: the model has no dynamic batch dimension on every input and output")
+    elif cfg.batching and not batching:
+        log.info(
+            "dynamic batching off: at warm-up a batch made each row only %.2fx cheaper (under %.2fx)",
+            result.batch_gain,
+            c.BATCH_MIN_GAIN,
+        )
     threaded = cfg.inference_thread == "on" or (
         cfg.inference_thread == "auto" and result.run_s > c.INFERENCE_THREAD_AUTO_S
     )
@@ -134,14 +144,16 @@ async def serve(cfg: Config) -> int:
             max_batch_size=cfg.max_batch_size if batching else 1,
             max_delay_s=cfg.max_delay_ms / 1000.0,
             receiving=lambda: server.receiving,
+            connections=lambda: len(server.connections),
             on_outputs=app.record_outputs,
             threaded=threaded,
         )
     log.info(
-        "inference %s, dynamic batching %s (warm-up run %.3f ms)",
+        "inference %s, dynamic batching %s (warm-up run %.3f ms, batch gain %.2fx)",
         "on a worker thread" if threaded else "inline on the event loop",
         f"up to {cfg.max_batch_size} rows within {cfg.max_delay_ms:g} ms" if batching else "off",
         result.run_s * 1000,
+        result.batch_gain,
     )
     app.set_model(model, result.sha256, result.seconds)
     app.set_ready(True)

@@ -1,7 +1,8 @@
 """Scheduling session.run: dynamic batching, and inference off the event loop for heavy models.
 
 Requests that arrive in the same event-loop turn run together (natural batching: no added
-latency when the server is idle); the batch waits up to `max_delay` for more only while other
+latency when the server is idle; with a single client connection, nothing waits at all); the
+batch waits up to `max_delay` for more only while other
 requests are still being received. Requests are grouped by what makes them stackable (input
 names, dtypes and every dimension but the first); each group runs as one batch of at most
 `max_batch_size` rows and the outputs are split back by row counts. A request that cannot be
@@ -74,6 +75,7 @@ class Batcher:
         max_delay_s: float,
         receiving: Callable[[], int],
         on_outputs: Callable[[Outputs], None],
+        connections: Callable[[], int] = lambda: 2,
         threaded: bool = False,
     ) -> None:
         self.model = model
@@ -82,6 +84,7 @@ class Batcher:
         self.max_delay_s = max_delay_s if self.max_batch_size > 1 else 0.0
         self.threaded = threaded
         self._receiving = receiving  # how many requests are being received right now
+        self._connections = connections  # how many client connections are open
         self._on_outputs = on_outputs  # prediction metrics, once per batch
         self._queue: list[_Item] = []
         self._rows = 0
@@ -97,7 +100,13 @@ class Batcher:
             key, rows = None, 0 if sk is None else sk[1]
         else:
             key, rows = sk
-        self._queue.append(_Item(feed, done, key, rows))
+        item = _Item(feed, done, key, rows)
+        if self._executor is None and not self._queue and self._connections() <= 1:
+            # one connection can carry one request at a time: nothing could join a batch, so
+            # skip the loop turn that collects one
+            self._deliver(self._execute([item]))
+            return
+        self._queue.append(item)
         self._rows += rows
         self._schedule()
 

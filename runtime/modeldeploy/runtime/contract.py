@@ -88,11 +88,15 @@ DEFAULT_DOWNLOAD_MAX_BYTES: Final = 4 * 1024 * 1024 * 1024
 #: the operator mounts PVC `<claim>` at `<pvc root>/<claim>`:
 #: pvc://claim/a/b -> /mnt/models/claim/a/b
 DEFAULT_PVC_ROOT: Final = "/mnt/models"
-#: session.run on a worker thread: "on", "off", or "auto" (on when a warm-up run takes longer
+#: session.run on a worker thread: "on", "off", or "auto" (on when the fastest warm-up run takes longer
 #: than INFERENCE_THREAD_AUTO_S, so that heavy models never stall health probes)
 INFERENCE_THREAD_MODES: Final = ("auto", "on", "off")
 DEFAULT_INFERENCE_THREAD: Final = "auto"
 INFERENCE_THREAD_AUTO_S: Final = 0.002
+#: dynamic batching stays off when, at warm-up, a batch of min(max batch size, 8) rows costs per row
+#: more than 1/BATCH_MIN_GAIN of a single row (it would add latency and buy no throughput)
+BATCH_MIN_GAIN: Final = 1.3
+BATCH_PROBE_ROWS: Final = 8
 PREDICTION_KINDS: Final = ("class", "score")
 DEFAULT_PREDICTION_KIND: Final = "class"
 
