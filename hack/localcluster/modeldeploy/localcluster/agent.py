@@ -269,7 +269,11 @@ class Container:
                 continue
             if self.state.get("terminated") is not None or self.last_state:
                 self.restart_count += 1
-            argv = [self.pod.rewrite(expand(a, env)) for a in argv]
+            # the host interpreter that stands in for the image's entrypoint is a host path, never a
+            # path inside the pod: a checkout under /tmp must not be rewritten to the pod's /tmp volume
+            argv = [
+                a if i == 0 and a == sys.executable else self.pod.rewrite(expand(a, env)) for i, a in enumerate(argv)
+            ]
             log_path = self.pod.log_dir / self.name / f"{self.restart_count}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started_at, started_mono = now(), time.monotonic()
