@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -146,6 +147,9 @@ class Operator:
         deployments = await self.kube.list_objects("apps/v1", "deployments", namespace, selector)
         pods = await self.kube.list_objects("v1", "pods", namespace, selector)
         observed = observe(deployments, pods)
+        if manifests.gateway_routing(md) is not None:
+            served = await self.kube.serves(manifests.HTTPROUTE_API_VERSION, manifests.HTTPROUTE_PLURAL)
+            observed = dataclasses.replace(observed, gateway_api=served)
 
         verdict = None
         status = md.status
@@ -195,7 +199,8 @@ class Operator:
             text = json.dumps(child, sort_keys=True)
             rev = (child["metadata"].get("labels") or {}).get(manifests.LABEL_REVISION)
             exists = child["kind"] != "Deployment" or rev in observed_replicas
-            if cache.get(path) == text and exists:
+            # the HTTPRoute is applied on every pass: a hand edit of its weights is undone at once
+            if cache.get(path) == text and exists and child["kind"] != "HTTPRoute":
                 continue
             await self.kube.apply(child)
             cache[path] = text
@@ -314,6 +319,11 @@ def register(registry: kopf.OperatorRegistry, creds: Credentials, state: dict[st
 
     @kopf.on.event("", "v1", "pods", labels={manifests.LABEL_NAME: manifests.APP_NAME}, registry=registry)
     async def pod(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        _wake_owner(state, namespace, labels)
+
+    # kopf watches this only where the Gateway API CRDs are installed (it resolves resources by discovery)
+    @kopf.on.event(manifests.GATEWAY_GROUP, "v1", manifests.HTTPROUTE_PLURAL, labels=managed, registry=registry)
+    async def httproute(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         _wake_owner(state, namespace, labels)
 
 

@@ -23,7 +23,7 @@ import yaml
 
 from .api.base import API_VERSION
 from .api.resources import MODELDEPLOYMENT_KIND, MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
-from .manifests import FIELD_MANAGER
+from .manifests import FIELD_MANAGER, HTTPROUTE_API_VERSION, HTTPROUTE_PLURAL
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _RESOURCES = {
@@ -33,6 +33,7 @@ _RESOURCES = {
     ("v1", "Pod"): ("api/v1", "pods"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("apis/autoscaling/v2", "horizontalpodautoscalers"),
     ("policy/v1", "PodDisruptionBudget"): ("apis/policy/v1", "poddisruptionbudgets"),
+    (HTTPROUTE_API_VERSION, "HTTPRoute"): (f"apis/{HTTPROUTE_API_VERSION}", HTTPROUTE_PLURAL),
 }
 
 
@@ -256,6 +257,11 @@ class Kube:
             params={"fieldManager": FIELD_MANAGER},
             allow_404=True,
         )
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (discovery; no RBAC needed)."""
+        out = await self._call("GET", _group_path(api_version), allow_404=True)
+        return any(r.get("name") == plural for r in (out or {}).get("resources") or [])
 
     # --- children
     async def list_objects(

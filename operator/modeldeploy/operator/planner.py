@@ -20,12 +20,25 @@ The rollout, in order of precedence within one tick:
    (setWeight waits for Ready pods, pause, approval, shadow as a timed hold, analysis), and after
    the last one it is scaled to full size and promoted (with analysis: on a Pass verdict only).
 
-Replica-ratio routing (the only routing so far): stable keeps its full size until promotion and
+Replica-ratio routing (the default): stable keeps its full size until promotion and
 the canary is added beside it. For a requested weight w (0 < w < 100) and a full size of N pods,
 the canary gets the number of pods c in 1..N whose share c/(N+c) is closest to w; ties go to
 fewer pods. So the canary's share is coarse and never above 50% before promotion (1 pod beside 2
 is 33%); status shows the requested weight and the effective one (from Ready pods) side by side.
 Weight 0 is no canary pod; the promotion scales the canary to N first.
+
+Gateway API routing (`trafficRouting.gatewayAPI`): the weight is exact, on the backendRefs of an
+HTTPRoute the operator owns (`manifests.http_route`): `<name>-stable` gets 100 - w, `<name>-canary`
+w. Pods no longer follow the weight: the canary runs at full size (N) from the start of its
+rollout, so every later step (setWeight, promotion, promote-full) moves traffic at once without
+waiting for pods, the promotion needs no scale-up, and the analysis compares arms of the same size.
+The cost is 2N pods during a rollout, as in a blue-green deployment. The route sends the canary
+its weight while all N canary pods are Ready and 0 otherwise (no request reaches a canary that
+cannot take its share), so once its pods are up `effectiveWeight` equals the requested weight. After the last step the
+canary keeps the last setWeight's weight (stable keeps serving the rest, so the analysis that
+gates promotion still sees both arms) until the promotion gives the new stable 100%. A rollback
+or abort drops the canary from the tick's plan, so the same apply sets its weight to 0. Without
+the Gateway API CRDs in the cluster (`Observed.gateway_api` False) the spec stalls (InvalidSpec).
 """
 
 from __future__ import annotations
@@ -133,6 +146,8 @@ class Observed:
 
     deployments: Mapping[str, RevisionState] = field(default_factory=dict)
     problems: Mapping[str, PodProblem] = field(default_factory=dict)
+    gateway_api: bool | None = None
+    """Whether the cluster serves HTTPRoutes (gateway.networking.k8s.io/v1); None when not looked up."""
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -242,14 +257,16 @@ def analysis_wanted(md: ModelDeployment, effective: Effective) -> bool:
     )
 
 
-def spec_violations(md: ModelDeployment, effective: Effective) -> list[str]:
+def spec_violations(md: ModelDeployment, effective: Effective, observed: Observed | None = None) -> list[str]:
     """What the planner itself refuses, beside the policy's violations."""
     out: list[str] = []
     if len(md.metadata.name) > MAX_NAME_LENGTH:
         out.append(f"metadata.name is {len(md.metadata.name)} characters; at most {MAX_NAME_LENGTH} fit its Services")
-    routing = md.spec.rollout.traffic_routing
-    if routing is not None and routing.gateway_api is not None:
-        out.append("trafficRouting.gatewayAPI is not supported by this operator version yet: use replicaRatio")
+    if manifests.gateway_routing(md) is not None and observed is not None and observed.gateway_api is False:
+        out.append(
+            "trafficRouting.gatewayAPI needs the Gateway API CRDs (HTTPRoute in"
+            f" {manifests.HTTPROUTE_API_VERSION}), which this cluster does not serve: install them, or use replicaRatio"
+        )
     for i, s in enumerate(effective.steps):
         if s.analysis is not None and effective.analysis is None:
             out.append(f"steps[{i}] is an analysis step, but no analysis is configured (rollout.analysis)")
@@ -294,6 +311,7 @@ class _Tick:
         self.situation: cond.Situation | None = None
         self.rollback_reason: str | None = None
         self.promoted = False
+        self.gateway = manifests.gateway_routing(md) is not None
 
     # ------------------------------------------------------------------ helpers
 
@@ -358,7 +376,7 @@ class _Tick:
     # ------------------------------------------------------------------ the tick
 
     def run(self) -> Plan:
-        violations = [*self.eff.violations, *spec_violations(self.md, self.eff)]
+        violations = [*self.eff.violations, *spec_violations(self.md, self.eff, self.obs)]
         self.retire_expired()
         self.track_spec_pause()
         if violations:
@@ -584,7 +602,7 @@ class _Tick:
             ca = self.canary
             assert ca is not None
             if ca.step >= ca.step_count:
-                self.set_canary_replicas(100, full)
+                self.set_canary_replicas(self.promotion_weight(steps), full)
                 self.try_promote(full)
                 return
             if self.spec.paused:
@@ -682,20 +700,31 @@ class _Tick:
                 return True
         return False
 
+    def promotion_weight(self, steps: tuple[Step, ...]) -> int:
+        """The weight once every step is done, until the promotion: 100 under replica ratio (the canary
+        scales to full size beside stable); under gatewayAPI the last setWeight's (0 when none)."""
+        if not self.gateway:
+            return 100
+        return weight_at(steps, len(steps) - 1) if steps else 0
+
     def set_canary_replicas(self, weight: int, full: int) -> bool:
         """Ask for the canary's pods at `weight`; True when that many are Ready."""
         ca = self.canary
         assert ca is not None
-        want = full if self.stable is None else replicas_for_weight(weight, full)
+        want = full if self.stable is None or self.gateway else replicas_for_weight(weight, full)
         seen = self.obs.deployments.get(ca.revision)
         ready = 0 if seen is None else seen.ready_replicas
+        if self.stable is None:
+            effective = 100
+        elif self.gateway:
+            effective = weight if ready >= want else 0
+        else:
+            effective = effective_weight(min(ready, want), self.ready(self.stable.revision))
         update: dict[str, Any] = {
             "weight": 100 if self.stable is None else weight,
             "replicas": want,
             "ready_replicas": ready,
-            "effective_weight": 100
-            if self.stable is None
-            else effective_weight(min(ready, want), self.ready(self.stable.revision)),
+            "effective_weight": effective,
             "step_action": self.eff.steps[ca.step].action if self.stable and ca.step < ca.step_count else None,
         }
         if ready > ca.ready_replicas:
@@ -797,7 +826,9 @@ class _Tick:
             )
         stable_ready = self.ready(self.stable.revision)
         weights = f"weight {ca.weight}% requested, {ca.effective_weight}% effective"
-        if ca.weight != ca.effective_weight:
+        if ca.weight != ca.effective_weight and self.gateway:
+            weights += f" (HTTPRoute: the canary gets its weight once {ca.ready_replicas}/{ca.replicas} pods are Ready)"
+        elif ca.weight != ca.effective_weight:
             weights += f" (replica ratio: {ca.ready_replicas} canary beside {stable_ready} stable pods Ready)"
         verdict = self.analysis.verdict if self.analysis and self.analysis.verdict else None
         step = f"step {min(ca.step + 1, ca.step_count)}/{ca.step_count}" if ca.step_count else "no steps"
@@ -1002,6 +1033,12 @@ class _Tick:
                     scale[manifests.deployment_name(name, rev)] = n
         stable_rev = self.stable.revision if self.stable else (self.canary.revision if self.canary else self.rev)
         apply.extend(manifests.services(self.md, stable_rev, self.canary.revision if self.canary else None))
+        if self.obs.gateway_api is not False:
+            # the canary's routed share; 0 with no canary (a rollback or abort this tick) or no stable yet
+            routed = self.canary.effective_weight if self.canary is not None and self.stable is not None else 0
+            route = manifests.http_route(self.md, routed)
+            if route is not None:
+                apply.append(route)
         if self.stable is not None:
             hpa = manifests.autoscaler(self.md, self.stable.revision)
             if hpa is not None:
