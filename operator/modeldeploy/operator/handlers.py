@@ -59,6 +59,10 @@ class _Loop:
     """Child path -> JSON of what we last applied (skip identical applies; reset on restart)."""
 
 
+class _RoutesNotServedError(Exception):
+    """The API server answered 404 to an HTTPRoute's server-side apply: no Gateway API CRDs (v1)."""
+
+
 class Operator:
     """The reconcile loops of one operator process."""
 
@@ -147,9 +151,6 @@ class Operator:
         deployments = await self.kube.list_objects("apps/v1", "deployments", namespace, selector)
         pods = await self.kube.list_objects("v1", "pods", namespace, selector)
         observed = observe(deployments, pods)
-        if manifests.gateway_routing(md) is not None:
-            served = await self.kube.serves(manifests.HTTPROUTE_API_VERSION, manifests.HTTPROUTE_PLURAL)
-            observed = dataclasses.replace(observed, gateway_api=served)
 
         verdict = None
         status = md.status
@@ -175,9 +176,13 @@ class Operator:
                 log.exception("analysis of %s/%s failed; no verdict this tick", namespace, name)
 
         p = plan(md, effective, observed, verdict, now)
-        await self._apply(
-            namespace, p, observed_replicas={d.revision: d.replicas for d in observed.deployments.values()}, loop=loop
-        )
+        observed_replicas = {d.revision: d.replicas for d in observed.deployments.values()}
+        try:
+            await self._apply(namespace, p, observed_replicas, loop)
+        except _RoutesNotServedError:
+            # the HTTPRoute's apply is the probe: the plan puts it first, so nothing else was applied
+            p = plan(md, effective, dataclasses.replace(observed, gateway_api=False), verdict, now)
+            await self._apply(namespace, p, observed_replicas, loop)
         for pod_name, value in relabels(pods, p.serving, p.out_of_rotation):
             await self.kube.label_pod(namespace, pod_name, {manifests.LABEL_SERVING: value})
         if p.rollback is not None:
@@ -199,10 +204,15 @@ class Operator:
             text = json.dumps(child, sort_keys=True)
             rev = (child["metadata"].get("labels") or {}).get(manifests.LABEL_REVISION)
             exists = child["kind"] != "Deployment" or rev in observed_replicas
-            # the HTTPRoute is applied on every pass: a hand edit of its weights is undone at once
+            # the HTTPRoute is applied on every pass: a hand edit of its weights is undone at the next one
             if cache.get(path) == text and exists and child["kind"] != "HTTPRoute":
                 continue
-            await self.kube.apply(child)
+            try:
+                await self.kube.apply(child)
+            except KubeError as e:
+                if e.status == 404 and child["kind"] == "HTTPRoute":
+                    raise _RoutesNotServedError(str(e)) from e
+                raise
             cache[path] = text
         for dep_name, replicas in p.scale.items():
             rev = dep_name.rsplit("-", 1)[-1]
@@ -319,11 +329,6 @@ def register(registry: kopf.OperatorRegistry, creds: Credentials, state: dict[st
 
     @kopf.on.event("", "v1", "pods", labels={manifests.LABEL_NAME: manifests.APP_NAME}, registry=registry)
     async def pod(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-        _wake_owner(state, namespace, labels)
-
-    # kopf watches this only where the Gateway API CRDs are installed (it resolves resources by discovery)
-    @kopf.on.event(manifests.GATEWAY_GROUP, "v1", manifests.HTTPROUTE_PLURAL, labels=managed, registry=registry)
-    async def httproute(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         _wake_owner(state, namespace, labels)
 
 

@@ -258,11 +258,6 @@ class Kube:
             allow_404=True,
         )
 
-    async def serves(self, api_version: str, plural: str) -> bool:
-        """Whether the API server serves `plural` in `api_version` (discovery; no RBAC needed)."""
-        out = await self._call("GET", _group_path(api_version), allow_404=True)
-        return any(r.get("name") == plural for r in (out or {}).get("resources") or [])
-
     # --- children
     async def list_objects(
         self, api_version: str, plural: str, namespace: str, selector: dict[str, str]

@@ -147,7 +147,8 @@ class Observed:
     deployments: Mapping[str, RevisionState] = field(default_factory=dict)
     problems: Mapping[str, PodProblem] = field(default_factory=dict)
     gateway_api: bool | None = None
-    """Whether the cluster serves HTTPRoutes (gateway.networking.k8s.io/v1); None when not looked up."""
+    """False when the cluster does not serve HTTPRoutes (gateway.networking.k8s.io/v1): the edge
+    learns it from a 404 to the route's apply and plans again. None: not known to be missing."""
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -1034,11 +1035,13 @@ class _Tick:
         stable_rev = self.stable.revision if self.stable else (self.canary.revision if self.canary else self.rev)
         apply.extend(manifests.services(self.md, stable_rev, self.canary.revision if self.canary else None))
         if self.obs.gateway_api is not False:
-            # the canary's routed share; 0 with no canary (a rollback or abort this tick) or no stable yet
+            # the canary's routed share; 0 with no canary (a rollback or abort this tick) or no stable yet.
+            # First in the plan: a rollback's weight 0 goes out before anything else, and the edge learns
+            # from this apply (404) that the cluster has no Gateway API before it creates anything
             routed = self.canary.effective_weight if self.canary is not None and self.stable is not None else 0
             route = manifests.http_route(self.md, routed)
             if route is not None:
-                apply.append(route)
+                apply.insert(0, route)
         if self.stable is not None:
             hpa = manifests.autoscaler(self.md, self.stable.revision)
             if hpa is not None:
