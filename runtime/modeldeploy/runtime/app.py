@@ -8,7 +8,6 @@ their inference.
 
 from __future__ import annotations
 
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,11 @@ class Response:
     content_type: bytes = JSON
     #: rendered header lines, each ending in CRLF
     headers: bytes = b""
+    #: an inference request: counted and timed by `App.after_write`, once the answer is on its way
+    metered: bool = False
+    t0: float = 0.0
+    #: the outputs of an inline run, for the batch-size and prediction metrics (after the write)
+    outputs: list[np.ndarray[Any, Any]] | None = None
 
 
 class Deferred:
@@ -195,8 +199,24 @@ class App:
     # ------------------------------------------------------------------------------- inference
 
     def finish(self, resp: Response, t0: float) -> Response:
-        self.metrics.request(resp.status, time.perf_counter() - t0)
+        """Mark an inference answer for the request metrics, recorded by `after_write`."""
+        resp.metered = True
+        resp.t0 = t0
         return resp
+
+    def after_write(self, resp: Response, t_written: float) -> None:
+        """Metrics for an answer already handed to the socket: off the request's critical path."""
+        if not resp.metered:
+            return
+        self.metrics.request(resp.status, t_written - resp.t0)
+        outs = resp.outputs
+        if outs is not None:
+            model = self.model
+            first = outs[0]
+            self.metrics.batch_size.observe(
+                first.shape[0] if model is not None and model.batchable and first.ndim else 1
+            )
+            self.record_outputs(outs)
 
     def reject(self, e: InferError, t0: float) -> Response:
         if e.reason is not None:
@@ -237,10 +257,9 @@ class App:
             outs = model.run(req.inputs)
         except ModelRunError as e:
             return self.finish(_error(500, str(e)), t0)
-        first = outs[0]
-        self.metrics.batch_size.observe(first.shape[0] if model.batchable and first.ndim else 1)
-        self.record_outputs(outs)
-        return self.finish(self._encode(req, outs), t0)
+        resp = self.finish(self._encode(req, outs), t0)
+        resp.outputs = outs  # batch size and predictions are recorded after the write
+        return resp
 
     def _infer_batched(self, req: DecodedRequest, t0: float) -> Deferred:
         assert self.batcher is not None

@@ -41,11 +41,12 @@ def _status_line(status: int) -> bytes:
 class _Slot:
     """One response position on a connection: answers leave in request order."""
 
-    __slots__ = ("close", "data")
+    __slots__ = ("close", "data", "resp")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
         self.close = False
+        self.resp: Response | None = None
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -198,24 +199,33 @@ class HttpProtocol(asyncio.Protocol):
             slot = _Slot()
             slot.data = self._render(r, close)
             slot.close = close
+            slot.resp = r
             self.pending.append(slot)
             return
         self._write(self._render(r, close), close)
+        self.app.after_write(r, time.perf_counter())
 
     def _complete(self, slot: _Slot, r: Response, close: bool) -> None:
         close = close or self.server.draining
         slot.data = self._render(r, close)
         slot.close = close
+        slot.resp = r
+        written: list[Response] = []
         while self.pending and self.pending[0].data is not None:
             s = self.pending.popleft()
             assert s.data is not None
             self._write(s.data, s.close)
+            if s.resp is not None:
+                written.append(s.resp)
             if s.close:
                 self.pending.clear()
-                return
+                break
         if self.paused and len(self.pending) < MAX_PIPELINED // 4 and self.transport is not None:
             self.transport.resume_reading()
             self.paused = False
+        t = time.perf_counter()
+        for resp in written:
+            self.app.after_write(resp, t)
 
     def _write(self, data: bytes, close: bool) -> None:
         t = self.transport
