@@ -19,6 +19,7 @@ install: $(BIN)/python ## Create .venv with the package (editable) and every ext
 	bash hack/install-system-deps.sh
 	bash hack/install-helm.sh >/dev/null
 	bash hack/cluster/build-bins.sh >/dev/null
+	bash hack/cluster/build-traefik.sh >/dev/null
 
 crds: ## Render crds/*.yaml from the pydantic API models
 	$(BIN)/python -m modeldeploy.operator.crdgen crds
