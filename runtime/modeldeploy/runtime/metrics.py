@@ -1,101 +1,105 @@
-"""Prometheus metrics, bound once to (model, version, revision, track) so the hot path only observes."""
+"""Prometheus metrics, bound once to (model, version, revision, track) so the hot path only adds.
+
+prometheus-client's metric objects take a lock per update and walk the bucket list; at tens of
+thousands of requests per second that was the largest single cost of a request after the
+inference itself. Here each series is a plain Python number (or a bucket list, found by bisect),
+updated without locks, and a collector turns them into the exposition format when scraped.
+
+Thread rule: each series is written by one thread only. The event loop writes the request,
+latency and rejection series; with inference on the worker thread, that thread writes the batch,
+queue and prediction series (without it, the loop writes those too). A scrape reads them as they
+are; a histogram's count is derived from its buckets, so the two always agree.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    disable_created_metrics,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from modeldeploy.runtime import contract as c
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: half the scrape size, nothing the analysis reads
+
+class Value:
+    """A counter or gauge series."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+
+class Histogram:
+    """One histogram series: per-bucket counts (the last one is +Inf) and the sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le semantics: v <= bound
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, acc = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            acc += n
+            out.append(("+Inf" if bound == float("inf") else _fmt(bound), float(acc)))
+        return out
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
 
 
 class Metrics:
     def __init__(self, model: str, version: str, revision: str, track: str, prediction_kind: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        base = c.BASE_LABELS
-        lv = (model, version, revision, track)
-        r = self.registry
-        self._requests = Counter(
-            c.METRIC_REQUESTS_TOTAL, "Inference requests by HTTP status code", (*base, c.LABEL_CODE), registry=r
-        )
-        self.request_duration = Histogram(
-            c.METRIC_REQUEST_DURATION,
-            "Inference request latency from the first byte parsed to the response written",
-            base,
-            buckets=c.REQUEST_DURATION_BUCKETS,
-            registry=r,
-        ).labels(*lv)
-        self.batch_size = Histogram(
-            c.METRIC_BATCH_SIZE, "Rows per session.run", base, buckets=c.BATCH_SIZE_BUCKETS, registry=r
-        ).labels(*lv)
-        self.queue_duration = Histogram(
-            c.METRIC_QUEUE_DURATION,
-            "Time a request waited in the batcher before session.run",
-            base,
-            buckets=c.QUEUE_DURATION_BUCKETS,
-            registry=r,
-        ).labels(*lv)
-        self.model_load_seconds = Gauge(
-            c.METRIC_MODEL_LOAD_SECONDS, "Seconds to fetch, verify, load and warm up the model", base, registry=r
-        ).labels(*lv)
-        self.model_ready = Gauge(
-            c.METRIC_MODEL_READY, "1 when the model is loaded, verified and warmed up", base, registry=r
-        ).labels(*lv)
-        self._classes = Counter(
-            c.METRIC_PREDICTION_CLASS_TOTAL,
-            "Predicted classes (argmax of the watched output), per row",
-            (*base, c.LABEL_CLASS),
-            registry=r,
-        )
-        self.prediction_score = Histogram(
-            c.METRIC_PREDICTION_SCORE,
-            "Score of the watched output, per row",
-            base,
-            buckets=c.PREDICTION_SCORE_BUCKETS,
-            registry=r,
-        ).labels(*lv)
-        self._rejections = Counter(
-            c.METRIC_INPUT_REJECTIONS_TOTAL, "Rejected inputs by reason", (*base, c.LABEL_REASON), registry=r
-        )
-        self._lv = lv
+        self._lv = [model, version, revision, track]
         self.prediction_kind = prediction_kind
-        # pre-bound children; codes and classes seen later are bound once on first use
-        self._by_code: dict[int, Any] = {
-            code: self._requests.labels(*lv, str(code)) for code in (200, 400, 404, 413, 500, 503)
-        }
-        self._by_class: dict[int, Any] = {}
-        self._by_reason: dict[str, Any] = {
-            reason: self._rejections.labels(*lv, reason) for reason in c.REJECTION_REASONS
-        }
-        self.model_ready.set(0)
+        self._requests: dict[int, Value] = {code: Value() for code in (200, 400, 404, 413, 500, 503)}
+        self.request_duration = Histogram(c.REQUEST_DURATION_BUCKETS)
+        self.batch_size = Histogram(c.BATCH_SIZE_BUCKETS)
+        self.queue_duration = Histogram(c.QUEUE_DURATION_BUCKETS)
+        self.model_load_seconds = Value()
+        self.model_ready = Value()
+        self._classes: dict[int, Value] = {}
+        self.prediction_score = Histogram(c.PREDICTION_SCORE_BUCKETS)
+        self._rejections: dict[str, Value] = {reason: Value() for reason in c.REJECTION_REASONS}
+        self.registry.register(_Collector(self))
+
+    # ------------------------------------------------------------------ updates (hot path)
 
     def request(self, code: int, seconds: float) -> None:
-        child = self._by_code.get(code)
-        if child is None:
-            child = self._by_code[code] = self._requests.labels(*self._lv, str(code))
-        child.inc()
+        v = self._requests.get(code)
+        if v is None:
+            v = self._requests[code] = Value()
+        v.value += 1
         self.request_duration.observe(seconds)
 
     def rejection(self, reason: str) -> None:
-        child = self._by_reason.get(reason)
-        if child is None:
-            child = self._by_reason[reason] = self._rejections.labels(*self._lv, reason)
-        child.inc()
+        v = self._rejections.get(reason)
+        if v is None:
+            v = self._rejections[reason] = Value()
+        v.value += 1
 
     def predictions(self, out: np.ndarray[Any, Any]) -> None:
         """Record the watched output of one request (or batch): argmax counts or scores per row."""
@@ -109,24 +113,80 @@ class Metrics:
             else:
                 idx = np.asarray([out.argmax()])
             if idx.size == 1:
-                self._class(int(idx[0])).inc()
+                self._class(int(idx[0])).value += 1
                 return
             values, counts = np.unique(idx, return_counts=True)
-            for v, n in zip(values.tolist(), counts.tolist(), strict=True):
-                self._class(int(v)).inc(n)
+            for k, n in zip(values.tolist(), counts.tolist(), strict=True):
+                self._class(int(k)).value += n
         else:
-            scores = _scores(out)
-            for s in scores.tolist():
+            for s in _scores(out).tolist():
                 self.prediction_score.observe(s)
 
-    def _class(self, k: int) -> Any:
-        child = self._by_class.get(k)
-        if child is None:
-            child = self._by_class[k] = self._classes.labels(*self._lv, str(k))
-        return child
+    def _class(self, k: int) -> Value:
+        v = self._classes.get(k)
+        if v is None:
+            v = self._classes[k] = Value()
+        return v
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    # ------------------------------------------------------------------ exposition
+
+    def families(self) -> Iterator[Metric]:
+        base = list(c.BASE_LABELS)
+        lv = self._lv
+
+        def counter(name: str, doc: str, extra: str, series: dict[Any, Value]) -> Metric:
+            fam = CounterMetricFamily(name.removesuffix("_total"), doc, labels=[*base, extra])
+            for key, v in sorted(series.items(), key=lambda kv: str(kv[0])):
+                fam.add_metric([*lv, str(key)], v.value)
+            return fam
+
+        def histogram(name: str, doc: str, h: Histogram) -> Metric:
+            fam = HistogramMetricFamily(name, doc, labels=base)
+            buckets = h.buckets()
+            fam.add_metric(lv, buckets, h.sum)
+            return fam
+
+        def gauge(name: str, doc: str, v: Value) -> Metric:
+            fam = GaugeMetricFamily(name, doc, labels=base)
+            fam.add_metric(lv, v.value)
+            return fam
+
+        yield counter(c.METRIC_REQUESTS_TOTAL, "Inference requests by HTTP status code", c.LABEL_CODE, self._requests)
+        yield histogram(
+            c.METRIC_REQUEST_DURATION,
+            "Inference request latency from the first byte parsed to the response written",
+            self.request_duration,
+        )
+        yield histogram(c.METRIC_BATCH_SIZE, "Rows per session.run", self.batch_size)
+        yield histogram(
+            c.METRIC_QUEUE_DURATION, "Time a request waited in the batcher before session.run", self.queue_duration
+        )
+        yield gauge(
+            c.METRIC_MODEL_LOAD_SECONDS, "Seconds to fetch, verify, load and warm up the model", self.model_load_seconds
+        )
+        yield gauge(c.METRIC_MODEL_READY, "1 when the model is loaded, verified and warmed up", self.model_ready)
+        yield counter(
+            c.METRIC_PREDICTION_CLASS_TOTAL,
+            "Predicted classes (argmax of the watched output), per row",
+            c.LABEL_CLASS,
+            self._classes,
+        )
+        yield histogram(c.METRIC_PREDICTION_SCORE, "Score of the watched output, per row", self.prediction_score)
+        yield counter(c.METRIC_INPUT_REJECTIONS_TOTAL, "Rejected inputs by reason", c.LABEL_REASON, self._rejections)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.families()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 def _scores(out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
