@@ -39,14 +39,13 @@ def crds(local_cluster: ClusterHandle) -> None:
 
 
 @pytest.fixture(scope="session")
-def onnx_models() -> dict[str, Model]:
+def onnx_models(local_cluster: ClusterHandle) -> dict[str, Model]:
     """Versions 1..3 of a tiny classifier (different seeds) on disk, readable by the pods' processes.
 
-    Not under /tmp: the pods mount an emptyDir there, so the node agent maps /tmp/... into it.
+    In the cluster's files directory, never under /tmp (nor in a checkout that may lie under /tmp):
+    the pods mount an emptyDir at /tmp, so the node agent maps /tmp/... into it.
     """
-    d = ROOT / ".cluster" / "test-models"
-    d.mkdir(parents=True, exist_ok=True)
-    d.chmod(0o755)
+    d = local_cluster.files_dir("test-models")
     out: dict[str, Model] = {}
     for version, seed in (("1", 1), ("2", 2), ("3", 3)):
         path = d / f"classifier-{version}.onnx"
