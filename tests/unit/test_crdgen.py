@@ -263,6 +263,7 @@ def _full_status() -> ModelDeploymentStatus:
             verdict="Pass",
             consecutive_failures=0,
             consecutive_inconclusive=1,
+            first_failure_at=t,
             passes=2,
             window="2m",
             arms={"stable": arm, "canary": arm},

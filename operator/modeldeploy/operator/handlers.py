@@ -35,10 +35,10 @@ from . import manifests, metrics
 from .analysis import Analyser, AnalysisTarget, Arm, analysis_due
 from .api.base import GROUP, VERSION
 from .api.resources import MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL, ModelDeployment, RolloutPolicy
-from .api.status import ModelDeploymentStatus
+from .api.status import AnalysisStatus, ModelDeploymentStatus
 from .kube import Credentials, Kube, KubeError, merge_patch
 from .observe import observe, ready_pod_urls, relabels
-from .planner import Plan, analysis_wanted, effective_for, plan, rfc3339
+from .planner import Plan, analysis_wanted, effective_for, parse_time, plan, rfc3339
 
 log = logging.getLogger("modeldeploy.operator")
 
@@ -186,7 +186,11 @@ class Operator:
         for pod_name, value in relabels(pods, p.serving, p.out_of_rotation):
             await self.kube.label_pod(namespace, pod_name, {manifests.LABEL_SERVING: value})
         if p.rollback is not None:
+            # the canary's weight is zero now: the route's apply and the pods' relabel are done
             metrics.ROLLBACK_SECONDS.observe(time.monotonic() - t0)
+            since = rollback_seconds(p, datetime.now(UTC))
+            if since is not None:
+                metrics.ROLLBACK_FROM_FIRST_FAILURE.observe(since)
         await self._write_status(obj, p)
         for ev in p.events:
             log.info("%s/%s %s: %s", namespace, name, ev.reason, ev.message)
@@ -194,7 +198,7 @@ class Operator:
                 await self.kube.post_event(obj, ev.type, ev.reason, ev.message)
             except KubeError as err:
                 log.warning("could not post Event %s for %s/%s: %s", ev.reason, namespace, name, err)
-        self._record_metrics(namespace, name, p)
+        self._record_metrics(namespace, name, p, verdict)
         return p.requeue_after
 
     async def _apply(self, namespace: str, p: Plan, observed_replicas: dict[str, int], loop: _Loop | None) -> None:
@@ -250,14 +254,28 @@ class Operator:
         if {k: old.get(k) for k in status} != status:
             await self.kube.patch_status(meta["namespace"], meta["name"], status)
 
-    def _record_metrics(self, namespace: str, name: str, p: Plan) -> None:
+    def _record_metrics(self, namespace: str, name: str, p: Plan, verdict: AnalysisStatus | None = None) -> None:
         ca = p.status.canary
         metrics.CANARY_WEIGHT.labels(namespace, name, "requested").set(ca.weight if ca else 0)
         metrics.CANARY_WEIGHT.labels(namespace, name, "effective").set(ca.effective_weight if ca else 0)
+        metrics.set_conditions(namespace, name, ((c.type, c.status) for c in p.status.conditions))
+        if verdict is not None and verdict.verdict is not None:
+            metrics.ANALYSIS_VERDICTS.labels(namespace, name, verdict.verdict).inc()
         if p.rollback is not None:
             metrics.ROLLOUTS.labels(namespace, name, p.rollback).inc()
+            metrics.ROLLBACKS.labels(namespace, name, p.rollback).inc()
         if p.promoted:
             metrics.ROLLOUTS.labels(namespace, name, "Promoted").inc()
+
+
+def rollback_seconds(p: Plan, now: datetime) -> float | None:
+    """Seconds from the first failed check of the failure run that rolled the canary back
+    (`status.analysis.firstFailureAt`) to `now`; None when this plan rolls nothing back on analysis."""
+    analysis = p.status.analysis
+    if p.rollback != "AnalysisFailed" or analysis is None:
+        return None
+    first = parse_time(analysis.first_failure_at or analysis.last_run_at)
+    return None if first is None else max(0.0, (now - first).total_seconds())
 
 
 # ---------------------------------------------------------------------------------------- kopf

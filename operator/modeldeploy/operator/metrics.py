@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .api.status import CONDITION_TYPES
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -38,6 +41,31 @@ ROLLBACK_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
+ANALYSIS_VERDICTS = Counter(
+    "modeldeploy_operator_analysis_verdicts_total",
+    "Analysis checks by verdict: Pass, Fail or Inconclusive.",
+    ["namespace", "name", "verdict"],
+    registry=REGISTRY,
+)
+ROLLBACKS = Counter(
+    "modeldeploy_operator_rollbacks_total",
+    "Canaries taken off traffic, by reason: AnalysisFailed, Aborted, DigestMismatch, CanaryFailed.",
+    ["namespace", "name", "reason"],
+    registry=REGISTRY,
+)
+ROLLBACK_FROM_FIRST_FAILURE = Histogram(
+    "modeldeploy_operator_rollback_seconds",
+    "From the first failing analysis check of the failure streak that rolled a canary back (its"
+    " status.analysis.firstFailureAt) to the apply and relabel that set the canary's weight to zero.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+    registry=REGISTRY,
+)
+CONDITION = Gauge(
+    "modeldeploy_operator_condition",
+    "1 for the current status (True, False, Unknown) of each condition of a ModelDeployment, 0 for the others.",
+    ["namespace", "name", "type", "status"],
+    registry=REGISTRY,
+)
 MANAGED = Gauge(
     "modeldeploy_operator_modeldeployments",
     "ModelDeployments this operator reconciles.",
@@ -50,8 +78,22 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     start_http_server(port, addr=addr, registry=REGISTRY)
 
 
+CONDITION_STATUSES = ("True", "False", "Unknown")
+
+
+def set_conditions(namespace: str, name: str, conditions: Iterable[tuple[str, str]]) -> None:
+    """Set the condition gauge from (type, status) pairs: 1 for the current status, 0 for the others."""
+    for ctype, current in conditions:
+        for status in CONDITION_STATUSES:
+            CONDITION.labels(namespace, name, ctype, status).set(1 if status == current else 0)
+
+
 def forget(namespace: str, name: str) -> None:
-    """Drop a deleted ModelDeployment's weight series."""
+    """Drop a deleted ModelDeployment's weight and condition series."""
     for kind in ("requested", "effective"):
         with contextlib.suppress(KeyError):
             CANARY_WEIGHT.remove(namespace, name, kind)
+    for ctype in CONDITION_TYPES:
+        for status in CONDITION_STATUSES:
+            with contextlib.suppress(KeyError):
+                CONDITION.remove(namespace, name, ctype, status)

@@ -40,6 +40,11 @@ def analysis_due(previous: AnalysisStatus | None, analysis: Analysis, now: datet
     return now - last >= timedelta(seconds=parse_duration(analysis.interval))
 
 
+def rfc3339_ms(now: datetime) -> str:
+    """`now` in RFC 3339, in UTC, to the millisecond."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
 class Analyser:
     """Runs analysis ticks; holds the HTTP client and the pods provider's counter snapshots.
 
@@ -80,7 +85,7 @@ class Analyser:
         message = judgement.message
         if notes:
             message += " Note: " + "; ".join(notes) + "."
-        status = count(previous, judgement.verdict).model_copy(
+        status = count(previous, judgement.verdict, rfc3339_ms(now)).model_copy(
             update={
                 "last_run_at": rfc3339(now),
                 "window": window,
@@ -106,13 +111,18 @@ class Analyser:
             await self._http.aclose()
 
 
-def count(previous: AnalysisStatus | None, verdict: Verdict) -> AnalysisStatus:
-    """The counters after a tick with this verdict (pure; the rules are in the package docstring)."""
+def count(previous: AnalysisStatus | None, verdict: Verdict, at: str | None = None) -> AnalysisStatus:
+    """The counters after a tick with this verdict, run at `at` (pure; the rules are in the package
+    docstring). `firstFailureAt` is `at` for the first Fail of a run of failures, kept through
+    further Fails and Inconclusive ticks, and cleared by a Pass."""
     prev = previous or AnalysisStatus()
+    first_failure = prev.first_failure_at if prev.consecutive_failures > 0 else None
     if verdict == "Pass":
         failures, inconclusive, passes = 0, 0, prev.passes + 1
+        first_failure = None
     elif verdict == "Fail":
         failures, inconclusive, passes = prev.consecutive_failures + 1, 0, prev.passes
+        first_failure = first_failure or at
     else:
         failures, inconclusive, passes = prev.consecutive_failures, prev.consecutive_inconclusive + 1, prev.passes
     return AnalysisStatus(
@@ -120,4 +130,5 @@ def count(previous: AnalysisStatus | None, verdict: Verdict) -> AnalysisStatus:
         consecutive_failures=failures,
         consecutive_inconclusive=inconclusive,
         passes=passes,
+        first_failure_at=first_failure,
     )

@@ -163,6 +163,9 @@ class AnalysisStatus(ApiModel):
     """Failed checks in a row."""
     consecutive_inconclusive: int = 0
     """Inconclusive checks in a row."""
+    first_failure_at: str | None = None
+    """When the first failed check of the current run of failures ran (RFC 3339, to the millisecond);
+    unset after a Pass. The operator measures a rollback's time from here."""
     passes: int = 0
     """Passing checks since the current step began."""
     window: str | None = None
