@@ -22,7 +22,7 @@ from modeldeploy.operator.api import (
     RevisionRef,
     StableStatus,
 )
-from modeldeploy.operator.api.status import CONDITION_TYPES, HandledControls, RetiringRevision
+from modeldeploy.operator.api.status import CONDITION_TYPES, ContractStatus, HandledControls, RetiringRevision
 from modeldeploy.operator.crd import offline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,6 +257,9 @@ def _full_status() -> ModelDeploymentStatus:
             step_started_at=t,
             started_at=t,
             last_progress_at=t,
+            contract=ContractStatus(
+                checked=True, compatible=False, differences=['input "x": datatype FP32 -> FP64'], checked_at=t
+            ),
         ),
         analysis=AnalysisStatus(
             last_run_at=t,

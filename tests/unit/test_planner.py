@@ -17,6 +17,7 @@ from modeldeploy.localcluster import kstatus
 from modeldeploy.operator.api import Analysis, AnalysisStatus, ModelDeployment, RolloutPolicy, Step
 from modeldeploy.operator.api.spec import PauseStep
 from modeldeploy.operator.api.status import Condition, ModelDeploymentStatus
+from modeldeploy.operator.contract import ContractReading
 from modeldeploy.operator.manifests import LABEL_REVISION
 from modeldeploy.operator.planner import (
     Observed,
@@ -80,6 +81,8 @@ class Sim:
         self.problems: dict[str, PodProblem] = {}
         self.plans: list[Plan] = []
         self.events: list[tuple[str, str, str]] = []
+        self.contracts: dict[str, ContractReading] = {}
+        """What the edge reads for a canary revision's model contract (default: the same as stable's)."""
 
     # --- the world
     @property
@@ -137,9 +140,8 @@ class Sim:
         if settle:
             self.settle()
         md = self.md
-        p = plan(
-            md, effective_for(md.spec, self.policies), Observed(self.deployments, self.problems), verdict, self.now
-        )
+        observed = Observed(self.deployments, self.problems, contract=self.read_contract())
+        p = plan(md, effective_for(md.spec, self.policies), observed, verdict, self.now)
         self.plans.append(p)
         for obj in p.apply:
             if obj["kind"] == "Deployment":
@@ -156,6 +158,20 @@ class Sim:
         self.obj["status"] = p.status.wire()
         self.events.extend((e.type, e.reason, e.message) for e in p.events)
         return p
+
+    def read_contract(self) -> ContractReading | None:
+        """As the edge does: read the spec's revision against stable while it is not stable, its
+        contract is not checked yet, and it has a Ready pod."""
+        st, rev = self.md.status, self.rev
+        if st is None or st.stable is None or st.stable.revision == rev:
+            return None
+        ca = st.canary
+        if ca is not None and ca.revision == rev and ca.contract is not None and ca.contract.checked:
+            return None
+        seen = self.deployments.get(rev)
+        if seen is None or seen.ready_replicas < 1:
+            return None
+        return self.contracts.get(rev, ContractReading(rev))
 
     def reasons(self) -> list[str]:
         return [e[1] for e in self.events]
@@ -434,6 +450,7 @@ def test_second_approval_needs_a_new_value_and_by_annotation_names_the_author() 
     sim.annotate("modeldeploy.io/approve", new)  # approved ahead
     sim.annotate("modeldeploy.io/approve-by", "alice@example.com")
     sim.tick()
+    sim.tick()  # one canary pod (for the contract check), then 2 pods for 50%
     sim.tick()
     ca = sim.status.canary
     assert ca is not None and ca.step == 2
@@ -570,7 +587,8 @@ def test_spec_change_in_the_middle_of_a_rollout_supersedes_the_canary() -> None:
     st = sim.status
     assert st.canary is not None and st.canary.revision == third and st.canary.step == 0
     assert [h.action for h in st.history][-2:] == ["Superseded", "RolloutStarted"]
-    assert second in p.out_of_rotation and p.serving == {old, third}
+    # the new canary takes no traffic before its model contract is read (its pods are not Ready yet)
+    assert second in p.out_of_rotation and third in p.out_of_rotation and p.serving == {old}
     assert [r.revision for r in st.retiring] == [second]
     sim.tick(seconds=31)
     assert second not in sim.deployments  # a superseded canary is deleted after its delay

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import kopf
 from pydantic import ValidationError
 
@@ -36,9 +37,12 @@ from .analysis import Analyser, AnalysisTarget, Arm, analysis_due
 from .api.base import GROUP, VERSION
 from .api.resources import MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL, ModelDeployment, RolloutPolicy
 from .api.status import AnalysisStatus, ModelDeploymentStatus
+from .contract import ContractReading
 from .kube import Credentials, Kube, KubeError, merge_patch
-from .observe import observe, ready_pod_urls, relabels
+from .modelmeta import read_contract
+from .observe import observe, pod_model_name, pod_url, ready_pod_urls, ready_pods, relabels
 from .planner import Plan, analysis_wanted, effective_for, parse_time, plan, rfc3339
+from .revision import revision_of
 
 log = logging.getLogger("modeldeploy.operator")
 
@@ -70,6 +74,8 @@ class Operator:
         self.kube = kube
         self.analyser = analyser
         self.loops: dict[Key, _Loop] = {}
+        self._http: httpx.AsyncClient | None = None
+        """For the model contract reads (`modelmeta`); made on first use."""
 
     # ------------------------------------------------------------------ scheduling
 
@@ -151,6 +157,9 @@ class Operator:
         deployments = await self.kube.list_objects("apps/v1", "deployments", namespace, selector)
         pods = await self.kube.list_objects("v1", "pods", namespace, selector)
         observed = observe(deployments, pods)
+        reading = await self._read_contract(md, pods)
+        if reading is not None:
+            observed = dataclasses.replace(observed, contract=reading)
 
         verdict = None
         status = md.status
@@ -200,6 +209,42 @@ class Operator:
                 log.warning("could not post Event %s for %s/%s: %s", ev.reason, namespace, name, err)
         self._record_metrics(namespace, name, p, verdict)
         return p.requeue_after
+
+    async def _read_contract(self, md: ModelDeployment, pods: list[dict[str, Any]]) -> ContractReading | None:
+        """The spec's revision's model contract against stable's, while it is not stable, not checked
+        yet, and has a Ready pod (`Observed.contract`); None when there is nothing to read."""
+        status = md.status
+        if status is None or status.stable is None:
+            return None
+        rev = revision_of(md.spec)
+        if rev == status.stable.revision:
+            return None
+        ca = status.canary
+        if ca is not None and ca.revision == rev and ca.contract is not None and ca.contract.checked:
+            return None
+        canary_pods = ready_pods(pods, rev, serving_only=False)  # held out of rotation until checked
+        if not canary_pods:
+            return None
+        stable_pods = ready_pods(pods, status.stable.revision)
+        if not stable_pods:
+            return ContractReading(
+                rev, unknown=f"no Ready pod of stable revision {status.stable.revision} to compare with"
+            )
+        canary_pod, stable_pod = canary_pods[0], stable_pods[0]
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        return await read_contract(
+            self._http,
+            rev,
+            stable=(pod_url(stable_pod), pod_model_name(stable_pod) or md.spec.model.name),
+            canary=(pod_url(canary_pod), pod_model_name(canary_pod) or md.spec.model.name),
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client the contract reads use."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def _apply(self, namespace: str, p: Plan, observed_replicas: dict[str, int], loop: _Loop | None) -> None:
         cache = loop.applied if loop is not None else {}
@@ -309,6 +354,7 @@ def register(registry: kopf.OperatorRegistry, creds: Credentials, state: dict[st
         op: Operator | None = state.get("operator")
         if op is not None:
             await op.stop()
+            await op.aclose()
             if op.analyser is not None:
                 await op.analyser.aclose()
             await op.kube.aclose()

@@ -83,22 +83,43 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
-def ready_pod_urls(pods: Iterable[Mapping[str, Any]], revision: str) -> tuple[str, ...]:
-    """`http://<podIP>:<port>` of a revision's Ready pods that take traffic."""
+def ready_pods(
+    pods: Iterable[Mapping[str, Any]], revision: str, *, serving_only: bool = True
+) -> list[Mapping[str, Any]]:
+    """A revision's Ready pods with an address, by name; with `serving_only` only those that take
+    traffic (not labelled `modeldeploy.io/serving=false`)."""
     out = []
     for pod in pods:
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
-        ip = (pod.get("status") or {}).get("podIP")
         if (
             labels.get(LABEL_REVISION) == revision
-            and labels.get(LABEL_SERVING) != "false"
-            and ip
+            and (not serving_only or labels.get(LABEL_SERVING) != "false")
+            and (pod.get("status") or {}).get("podIP")
             and not meta.get("deletionTimestamp")
             and pod_ready(pod)
         ):
-            out.append(f"http://{ip}:{PORT}")
-    return tuple(sorted(out))
+            out.append(pod)
+    return sorted(out, key=lambda p: str((p.get("metadata") or {}).get("name")))
+
+
+def pod_url(pod: Mapping[str, Any]) -> str:
+    """`http://<podIP>:<port>` of a pod."""
+    return f"http://{(pod.get('status') or {}).get('podIP')}:{PORT}"
+
+
+def pod_model_name(pod: Mapping[str, Any]) -> str | None:
+    """The model name a pod's runtime serves under (its container's environment)."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == contract.ENV_MODEL_NAME and isinstance(env.get("value"), str):
+                return str(env["value"])
+    return None
+
+
+def ready_pod_urls(pods: Iterable[Mapping[str, Any]], revision: str) -> tuple[str, ...]:
+    """`http://<podIP>:<port>` of a revision's Ready pods that take traffic."""
+    return tuple(sorted(pod_url(p) for p in ready_pods(pods, revision)))
 
 
 def relabels(pods: Iterable[Mapping[str, Any]], serving: frozenset[str], out: frozenset[str]) -> list[tuple[str, str]]:

@@ -57,6 +57,7 @@ from .api.status import (
     MAX_HISTORY,
     AnalysisStatus,
     CanaryStatus,
+    ContractStatus,
     HandledControls,
     HistoryAction,
     HistoryEntry,
@@ -66,6 +67,7 @@ from .api.status import (
     RevisionRef,
     StableStatus,
 )
+from .contract import ContractReading
 from .controls import Controls, approval_names, field_manager, read_controls
 from .policy import DEFAULT_PROGRESS_DEADLINE, Resolution, resolve
 from .revision import revision_of
@@ -73,6 +75,8 @@ from .revision import revision_of
 OPERATOR = "modeldeploy"
 POD_WAIT_POLL_S = 10.0
 """While waiting for pods, look again at least this often (Deployment and Pod events wake us sooner)."""
+CONTRACT_RETRY_S = 2.0
+"""A Ready pod did not answer its model metadata: read it again this soon."""
 MAX_NAME_LENGTH = 56
 """`<name>-canary` must fit a Service name (63 characters)."""
 
@@ -149,6 +153,9 @@ class Observed:
     gateway_api: bool | None = None
     """False when the cluster does not serve HTTPRoutes (gateway.networking.k8s.io/v1): the edge
     learns it from a 404 to the route's apply and plans again. None: not known to be missing."""
+    contract: ContractReading | None = None
+    """The canary's model contract against stable's, read this tick from one Ready pod of each (only
+    while the canary's status has no checked contract); None when not read."""
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -255,7 +262,18 @@ def analysis_wanted(md: ModelDeployment, effective: Effective) -> bool:
         and status.stable is not None
         and status.canary is not None
         and status.canary.weight > 0
+        and contract_open(md)
     )
+
+
+def contract_open(md: ModelDeployment) -> bool:
+    """The canary's model contract was checked and lets it take traffic (compatible, or allowed).
+    True with no canary or no stable (a first revision is not compared with anything)."""
+    status = md.status
+    if status is None or status.canary is None or status.stable is None:
+        return True
+    c = status.canary.contract
+    return c is not None and c.checked and (c.compatible or md.spec.rollout.allow_contract_change)
 
 
 def spec_violations(md: ModelDeployment, effective: Effective, observed: Observed | None = None) -> list[str]:
@@ -313,6 +331,8 @@ class _Tick:
         self.rollback_reason: str | None = None
         self.promoted = False
         self.gateway = manifests.gateway_routing(md) is not None
+        self.contract_held = False
+        """The canary waits at the contract gate this tick: its pods take no traffic."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -598,6 +618,8 @@ class _Tick:
             return
         steps = self.eff.steps if self.stable is not None else ()
         full = self.full_size()
+        if self.stable is not None and not self.contract_gate(steps, full):
+            return
         # an indefinite pause resumes on a Resumed entry after the step began
         for _ in range(len(steps) + 2):
             ca = self.canary
@@ -691,6 +713,116 @@ class _Tick:
                 self.progressing(f"analysing (last verdict: {last})")
                 return
         raise AssertionError("the step loop always returns")  # pragma: no cover
+
+    # ------------------------------------------------------------------ the model contract
+
+    def contract_gate(self, steps: tuple[Step, ...], full: int) -> bool:
+        """True when the canary may take traffic: its model contract was read and is compatible with
+        stable's, or incompatible and `rollout.allowContractChange` is true.
+
+        Until then the canary runs pods (so that one can be read) that take no traffic: out of the
+        endpoint, weight 0 on the HTTPRoute, effective weight 0, and no analysis (`analysis_wanted`). A contract that
+        cannot be read (a pod that does not answer) is not yet known: the tick waits, within the
+        progress deadline. An incompatible one that is not allowed stalls (`ContractChanged`).
+        """
+        ca = self.canary
+        assert ca is not None
+        checked = ca.contract
+        reading = self.obs.contract
+        fresh = reading is not None and reading.revision == ca.revision and reading.unknown is None
+        if (checked is None or not checked.checked) and fresh and reading is not None:
+            checked = ContractStatus(
+                checked=True,
+                compatible=not reading.differences,
+                differences=list(reading.differences),
+                checked_at=self.now_s,
+            )
+            self.canary = ca = ca.model_copy(update={"contract": checked, "last_progress_at": self.now_s})
+            if checked.compatible:
+                self.events.append(
+                    Event(
+                        "Normal",
+                        "ContractChecked",
+                        f"The model contract of revision {ca.revision} (version {ca.model_version}) matches"
+                        " stable's: inputs and outputs keep their names, datatypes and shapes.",
+                    )
+                )
+        if checked is not None and checked.checked:
+            if checked.compatible:
+                return True
+            if self.spec.rollout.allow_contract_change:
+                if not checked.allowed:
+                    self.canary = ca.model_copy(update={"contract": checked.model_copy(update={"allowed": True})})
+                    self.record(
+                        "ContractChangeAllowed",
+                        ca.revision,
+                        ca.model_version,
+                        "ContractChangeAllowed",
+                        f"The model contract of revision {ca.revision} differs from stable's: "
+                        + "; ".join(checked.differences)
+                        + ". rollout.allowContractChange is true, so the rollout goes on.",
+                        self.spec_author("rollout", "allowContractChange"),
+                    )
+                return True
+        self.hold_for_contract(steps, full)
+        if checked is not None and checked.checked:
+            self.contract_changed(checked)
+        elif not self.pods_at_gate_ready():
+            self.wait_for_pods("reading the model contract: waiting for a Ready canary pod")
+        else:
+            why = reading.unknown if reading is not None and reading.revision == ca.revision else None
+            self.requeue.append(CONTRACT_RETRY_S)
+            self.wait_for_pods(f"reading the model contract{f' ({why})' if why else ''}")
+        return False
+
+    def hold_for_contract(self, steps: tuple[Step, ...], full: int) -> None:
+        """The canary's pods while its contract is not settled: at the current step's size (at least
+        one, to have a pod to read), out of rotation, effective weight 0 (the step's weight stays the
+        requested one)."""
+        ca = self.canary
+        assert ca is not None
+        if self.gateway or ca.step >= ca.step_count:
+            want = full
+        else:
+            want = max(1, replicas_for_weight(weight_at(steps, ca.step), full))
+        seen = self.obs.deployments.get(ca.revision)
+        ready = 0 if seen is None else seen.ready_replicas
+        weight = self.promotion_weight(steps) if ca.step >= ca.step_count else weight_at(steps, ca.step)
+        update: dict[str, Any] = {"weight": weight, "replicas": want, "ready_replicas": ready, "effective_weight": 0}
+        if ready > ca.ready_replicas:
+            update["last_progress_at"] = self.now_s
+        self.canary = ca.model_copy(update=update)
+        self.contract_held = True
+
+    def pods_at_gate_ready(self) -> bool:
+        ca = self.canary
+        assert ca is not None
+        seen = self.obs.deployments.get(ca.revision)
+        return seen is not None and seen.up_to_date and seen.ready_replicas >= 1
+
+    def contract_changed(self, checked: ContractStatus) -> None:
+        ca = self.canary
+        assert ca is not None
+        name = self.md.metadata.name
+        message = (
+            f"The model contract of version {ca.model_version} (revision {ca.revision}) is incompatible with stable"
+            f" version {self.stable.model_version if self.stable else '?'}'s: "
+            + "; ".join(checked.differences)
+            + ". The canary gets no traffic; stable keeps serving. To roll it out anyway, set"
+            f" `kubectl patch mdep {name} --type merge -p"
+            """ '{"spec":{"rollout":{"allowContractChange":true}}}'`; or fix the model, or abort."""
+        )
+        prev_stalled = next((c for c in self.prev.conditions if c.type == "Stalled"), None)
+        if prev_stalled is None or prev_stalled.status != "True" or prev_stalled.reason != "ContractChanged":
+            self.record("Stalled", ca.revision, ca.model_version, "ContractChanged", message, event="Warning")
+        self.situation = cond.Situation(
+            state="Stalled",
+            reason="ContractChanged",
+            message=message,
+            available=self.serving_ready(),
+            available_message=self.available_message(),
+            progress_message=message,
+        )
 
     def resumed_since(self, started: datetime) -> bool:
         for h in reversed(self.history):
@@ -1052,7 +1184,8 @@ class _Tick:
         delete = tuple(
             manifests.deployment_name(name, rev) for rev in sorted(self.obs.deployments) if rev not in replicas
         )
-        serving = frozenset(r for r in (stable_rev, self.canary.revision if self.canary else None) if r)
+        canary_rev = self.canary.revision if self.canary is not None and not self.contract_held else None
+        serving = frozenset(r for r in (stable_rev, canary_rev) if r)
         known = set(replicas) | set(self.obs.deployments)
         out_of_rotation = frozenset(known - serving)
 
@@ -1077,6 +1210,7 @@ class _Tick:
             and self.stable is not None
             and self.canary.weight > 0
             and not self.spec.paused
+            and not self.contract_held
         ):
             last = parse_time(self.analysis.last_run_at) if self.analysis else None
             interval = parse_duration(self.eff.analysis.interval)

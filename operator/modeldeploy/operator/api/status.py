@@ -46,6 +46,7 @@ HistoryAction = Literal[
     "Resumed",
     "Superseded",
     "Stalled",
+    "ContractChangeAllowed",
 ]
 
 
@@ -85,6 +86,22 @@ class StableStatus(ApiModel):
     """When it became stable (RFC 3339)."""
 
 
+class ContractStatus(ApiModel):
+    """The canary's model contract (inputs and outputs: names, datatypes, shapes) against stable's,
+    checked from one Ready pod of each before the canary takes any traffic."""
+
+    checked: bool = False
+    """Both pods answered their model metadata and the contracts were compared."""
+    compatible: bool = False
+    """The canary can take stable's requests and answer them in stable's terms."""
+    differences: list[str] = Field(default_factory=list, max_length=64)
+    """Each incompatible difference, e.g. `input "features": datatype FP32 -> FP64`."""
+    checked_at: str | None = None
+    """When the contracts were compared (RFC 3339)."""
+    allowed: bool = False
+    """An incompatible change went ahead because `rollout.allowContractChange` is true."""
+
+
 class CanaryStatus(ApiModel):
     """The revision being rolled out."""
 
@@ -114,6 +131,8 @@ class CanaryStatus(ApiModel):
     """When this rollout began (RFC 3339)."""
     last_progress_at: str | None = None
     """When the rollout last made progress; the progress deadline counts from here (RFC 3339)."""
+    contract: ContractStatus | None = None
+    """The model contract check; the canary gets no traffic until it is compatible or allowed."""
 
 
 class ArmMeasurement(ApiModel):
