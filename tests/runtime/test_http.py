@@ -6,6 +6,7 @@ import gzip
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -13,11 +14,12 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.runtime import models
-from tests.runtime.conftest import SMALL_BODY_LIMIT
-from tests.runtime.harness import RuntimeServer
+from tests.runtime.conftest import SMALL_BODY_LIMIT, ModelFiles
+from tests.runtime.harness import RuntimeServer, start_server
 
 from modeldeploy.runtime import contract as c
 from modeldeploy.runtime.codec import deserialize_bytes, serialize_bytes
+from modeldeploy.runtime.metrics import REQUEST_CODES
 
 X = np.array([[0.5, -1.0, 2.0, 0.25], [1.0, 1.0, 1.0, 1.0], [0, 0, 0, 0]], dtype=np.float32)
 
@@ -331,6 +333,26 @@ def test_metrics_labels_codes_rejections_and_predictions(clf: RuntimeServer) -> 
     assert after[(c.METRIC_MODEL_READY, tuple(sorted(base.items())))] == 1
     assert after[(c.METRIC_MODEL_LOAD_SECONDS, tuple(sorted(base.items())))] > 0
     assert (c.METRIC_REQUEST_DURATION + "_bucket", tuple(sorted({**base, "le": "0.0001"}.items()))) in after
+
+
+def test_zero_series_exist_right_after_ready(model_files: ModelFiles, log_dir: Path) -> None:
+    """A fresh server, scraped before any request: the classes of the watched output (3), the status
+    codes and the rejection reasons are there at 0, so Prometheus's increase() sees the first one."""
+    s = start_server("fresh", f"file://{model_files.classifier}", log_dir=log_dir)
+    try:
+        got = scrape(s)
+    finally:
+        assert s.stop() == 0, s.log()
+    base = {"model": "fresh", "version": "1", "revision": "", "track": "stable"}
+
+    def value(name: str, **labels: str) -> float | None:
+        return got.get((name, tuple(sorted({**base, **labels}.items()))))
+
+    assert [value(c.METRIC_PREDICTION_CLASS_TOTAL, **{"class": str(k)}) for k in range(4)] == [0, 0, 0, None]
+    assert value(c.METRIC_REQUESTS_TOTAL, code="200") == 0
+    assert all(value(c.METRIC_REQUESTS_TOTAL, code=str(code)) == 0 for code in REQUEST_CODES)
+    assert all(value(c.METRIC_INPUT_REJECTIONS_TOTAL, reason=r) == 0 for r in c.REJECTION_REASONS)
+    assert value(c.METRIC_MODEL_READY) == 1
 
 
 def test_struct_helper_bytes_roundtrip() -> None:

@@ -21,7 +21,7 @@ from modeldeploy.runtime.batching import Batcher, Outputs, Result
 from modeldeploy.runtime.codec import DecodedRequest, InferError, decode_request, decompress, encode_response
 from modeldeploy.runtime.config import Config
 from modeldeploy.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from modeldeploy.runtime.metrics import Metrics
+from modeldeploy.runtime.metrics import Metrics, class_count
 from modeldeploy.runtime.model import Model, ModelRunError
 
 SERVER_NAME = "modeldeploy"
@@ -102,6 +102,11 @@ class App:
         self.state.load_seconds = load_seconds
         watched = self.cfg.prediction_output or model.output_names[0]
         self._watch_index = model.output_names.index(watched)
+        if self.metrics.prediction_kind == "class":
+            spec = model.outputs[watched]
+            n = class_count(spec.shape, spec.datatype)
+            if n is not None:
+                self.metrics.declare_classes(n)
         self._model_meta = orjson.dumps(
             {
                 "name": self.cfg.model_name,

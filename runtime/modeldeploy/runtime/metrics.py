@@ -13,6 +13,7 @@ are; a histogram's count is derived from its buckets, so the two always agree.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,6 +27,11 @@ from prometheus_client.registry import Collector
 from modeldeploy.runtime import contract as c
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: status codes an inference request can be answered with, bound at 0 from the start
+REQUEST_CODES = (200, 400, 404, 413, 415, 500, 503)
+#: the most class series created at load time; a wider watched output is left to create them on use
+MAX_DECLARED_CLASSES = 1024
 
 
 class Value:
@@ -75,7 +81,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self._lv = [model, version, revision, track]
         self.prediction_kind = prediction_kind
-        self._requests: dict[int, Value] = {code: Value() for code in (200, 400, 404, 413, 500, 503)}
+        self._requests: dict[int, Value] = {code: Value() for code in REQUEST_CODES}
         self.request_duration = Histogram(c.REQUEST_DURATION_BUCKETS)
         self.batch_size = Histogram(c.BATCH_SIZE_BUCKETS)
         self.queue_duration = Histogram(c.QUEUE_DURATION_BUCKETS)
@@ -121,6 +127,14 @@ class Metrics:
         else:
             for s in _scores(out).tolist():
                 self.prediction_score.observe(s)
+
+    def declare_classes(self, n: int) -> None:
+        """Create the class series 0..n-1 at 0, so that the first prediction of each class is an
+        increase Prometheus sees (a series that first appears at 5 counts as no increase)."""
+        if n > MAX_DECLARED_CLASSES:
+            return
+        for k in range(n):
+            self._class(k)
 
     def _class(self, k: int) -> Value:
         v = self._classes.get(k)
@@ -187,6 +201,25 @@ class _Collector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+
+def class_count(shape: tuple[int, ...] | None, datatype: str) -> int | None:
+    """How many classes `Metrics.predictions` can count for an output of this signature (shape with
+    -1 for dynamic dims, OIP datatype), or None when that is not known before the first answer.
+
+    [N, k...] with fixed k...: argmax over the flattened row, so prod(k...) (the last dimension for
+    [N, k]). A fixed [k] float vector: argmax over it, so k. A 1-D integer output holds labels
+    whose range the signature does not tell; BYTES outputs are not counted."""
+    if shape is None or datatype == "BYTES":
+        return None
+    if len(shape) >= 2:
+        rest = shape[1:]
+        if any(d < 0 for d in rest):
+            return None
+        return math.prod(rest)
+    if len(shape) == 1 and shape[0] >= 0 and datatype.startswith("FP"):
+        return shape[0]
+    return None
 
 
 def _scores(out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
