@@ -147,6 +147,12 @@ class OperatorProcess:
             )
         return self
 
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, like a crashed or evicted pod."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

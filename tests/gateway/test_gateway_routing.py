@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e.harness import OperatorProcess
 
 from modeldeploy.localcluster.gateway import GatewayDataPlane
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
 from modeldeploy.operator.api import ModelDeployment
 from modeldeploy.operator.revision import revision_of
 
-from ..operator.conftest import Model, OperatorProcess
+from ..operator.conftest import Model
 from .conftest import GATEWAY_NAME, GATEWAY_NAMESPACE
 
 pytestmark = pytest.mark.cluster

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e.harness import OperatorProcess
 from tests.runtime import models
 
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
@@ -55,71 +53,11 @@ def onnx_models(local_cluster: ClusterHandle) -> dict[str, Model]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class OperatorProcess:
-    """`python -m modeldeploy.operator --namespace NS`, with its log in a file."""
-
-    def __init__(self, cluster: ClusterHandle, namespace: str, log_dir: Path) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.log_path = log_dir / "operator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = 0
-
-    def start(self) -> None:
-        self.metrics_port = _free_port()
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modeldeploy.operator",
-                "--namespace",
-                self.namespace,
-                "--metrics-port",
-                str(self.metrics_port),
-            ],
-            env=self.cluster.python_env(PYTHONUNBUFFERED="1"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        log.close()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, like a crashed or evicted pod."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5, trust_env=False).text
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
 @pytest.fixture
 def operator(
     local_cluster: ClusterHandle, k8s_namespace: str, crds: None, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(local_cluster, k8s_namespace, tmp_path)
-    op.start()
+    op = OperatorProcess(local_cluster, k8s_namespace, tmp_path / "operator.log").start()
     yield op
     op.stop()
     rep = getattr(request.node, "rep_call", None)

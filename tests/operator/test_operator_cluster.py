@@ -7,13 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e.harness import OperatorProcess
 from tests.runtime import models
 
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
 from modeldeploy.operator.api import ModelDeployment
 from modeldeploy.operator.revision import revision_of
 
-from .conftest import Mdep, Model, OperatorProcess
+from .conftest import Mdep, Model
 
 pytestmark = pytest.mark.cluster
 

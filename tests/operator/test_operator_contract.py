@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from e2e.harness import OperatorProcess
 from onnx import TensorProto, helper, numpy_helper
 from tests.runtime import models
 
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
 
-from .conftest import Mdep, Model, OperatorProcess
+from .conftest import Mdep, Model
 
 pytestmark = pytest.mark.cluster
 
