@@ -118,7 +118,7 @@ class Prometheus:
     def start(self) -> Prometheus:
         binary = shutil.which("prometheus")
         if binary is None:
-            pytest.skip("prometheus is not installed (run `bash hack/install-system-deps.sh`)")
+            pytest.fail("prometheus is not installed: run `bash hack/install-system-deps.sh` (make install does)")
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [

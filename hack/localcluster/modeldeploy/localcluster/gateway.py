@@ -33,7 +33,7 @@ import httpx
 
 from . import netns
 from .handle import ClusterHandle, wait_for
-from .paths import REPO_ROOT, cache_dir
+from .paths import REPO_ROOT, cache_dir, read_env_file
 
 VERSIONS_FILE: Final = REPO_ROOT / "hack" / "cluster" / "gateway-versions.env"
 BUILD_SCRIPT: Final = REPO_ROOT / "hack" / "cluster" / "build-traefik.sh"
@@ -51,13 +51,7 @@ class GatewayError(RuntimeError):
 
 def versions() -> dict[str, str]:
     """KEY=value lines of hack/cluster/gateway-versions.env (the build script sources the same file)."""
-    out: dict[str, str] = {}
-    for raw in VERSIONS_FILE.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
+    return read_env_file(VERSIONS_FILE)
 
 
 def traefik_binary() -> Path:

@@ -35,8 +35,13 @@ BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sc
 
 def versions() -> dict[str, str]:
     """KEY=value lines of hack/cluster/versions.env (the build script sources the same file)."""
+    return read_env_file(VERSIONS_FILE)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=value lines of a shell-sourced versions file, comments and blank lines skipped."""
     out: dict[str, str] = {}
-    for raw in VERSIONS_FILE.read_text().splitlines():
+    for raw in path.read_text().splitlines():
         line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
