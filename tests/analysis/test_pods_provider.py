@@ -28,7 +28,9 @@ def target(stable: Revision, canary: Revision) -> AnalysisTarget:
 
 async def test_pods_provider_counts_exactly_between_ticks(runtimes: Runtimes) -> None:
     analyser = Analyser()
-    now = datetime.now(UTC)
+    # the runtime processes may be less than a second old here; the first tick must see them older
+    # than its 1 s window, or their counters are read from zero instead of taken as the baseline
+    now = datetime.now(UTC) + timedelta(seconds=2)
     spec = SPEC.model_copy(update={"window": "1h"})  # long enough to keep the first snapshot as the baseline
     try:
         tgt = target(runtimes.stable, runtimes.same)
