@@ -128,6 +128,21 @@ def _three_way(
     )
 
 
+def _canary_share(ctx: _Context, metric: str, count: float, threshold_percent: float, what: str) -> CheckResult:
+    """A share of the canary's requests (errors, rejections) against a limit in percent, judged on
+    the Wilson lower bound of the share."""
+    lower, _ = wilson_interval(count, ctx.n_canary, ctx.confidence)
+    return _three_way(
+        ctx,
+        metric,
+        value=100 * count / ctx.n_canary,
+        bound=100 * lower,
+        threshold=threshold_percent,
+        what=what,
+        unit="%",
+    )
+
+
 def _round(x: float | None) -> float | None:
     if x is None or math.isinf(x) or math.isnan(x):
         return None
@@ -158,16 +173,9 @@ def _slo_checks(ctx: _Context) -> list[CheckResult]:
         )
     if slo.error_rate_percent is not None:
         errors = server_errors(ctx.canary)
-        lower, _ = wilson_interval(errors, ctx.n_canary, ctx.confidence)
         out.append(
-            _three_way(
-                ctx,
-                "errorRatePercent",
-                value=100 * errors / ctx.n_canary,
-                bound=100 * lower,
-                threshold=slo.error_rate_percent,
-                what=f"canary error rate ({errors:.0f} errors)",
-                unit="%",
+            _canary_share(
+                ctx, "errorRatePercent", errors, slo.error_rate_percent, f"canary error rate ({errors:.0f} errors)"
             )
         )
     return out
@@ -284,16 +292,13 @@ def _behaviour_checks(ctx: _Context) -> list[CheckResult]:
         )
     if beh.max_input_rejection_percent is not None:
         rejected = rejections(ctx.canary)
-        lower, _ = wilson_interval(rejected, ctx.n_canary, ctx.confidence)
         out.append(
-            _three_way(
+            _canary_share(
                 ctx,
                 "inputRejectionPercent",
-                value=100 * rejected / ctx.n_canary,
-                bound=100 * lower,
-                threshold=beh.max_input_rejection_percent,
-                what=f"canary input rejections ({rejected:.0f})",
-                unit="%",
+                rejected,
+                beh.max_input_rejection_percent,
+                f"canary input rejections ({rejected:.0f})",
             )
         )
     return out
