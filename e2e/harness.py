@@ -1,5 +1,6 @@
-"""What the stories, the demo and the rollback benchmark share: models on disk, the operator as a
-subprocess, a ModelDeployment's manifest and status, and a status watcher that keeps a timeline.
+"""What the stories, the demo and the rollback benchmark share: models on a volume, a second
+Prometheus, a ModelDeployment's manifest and status, and a status watcher that keeps a timeline.
+The operator itself is installed by its Helm chart (e2e/installed.py).
 
 Everything here runs inside the local cluster's network namespace (the pytest plugin or
 `LocalCluster.start()` moves the main thread there; threads started afterwards inherit it).
@@ -8,7 +9,6 @@ Everything here runs inside the local cluster's network namespace (the pytest pl
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from modeldeploy.localcluster.handle import ClusterHandle
+from modeldeploy.localcluster.paths import NODE_IP, prometheus_bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -69,15 +70,13 @@ class ModelFile:
         return {"name": MODEL_NAME, "version": self.version, "uri": self.uri, "sha256": self.sha256}
 
 
-#: outside /tmp on purpose: the node agent maps a pod's /tmp (an emptyDir) to a per-pod directory and
-#: rewrites every /tmp path in the pod's environment, so a model under /tmp would not be found
-MODELS_DIR = Path.home() / ".cache" / "modeldeploy" / "e2e-models"
+def build_models(cluster: ClusterHandle, namespace: str) -> dict[str, ModelFile]:
+    """The versions the stories roll out: a stable one, a good one, and three bad ones.
 
-
-def build_models(directory: Path = MODELS_DIR) -> dict[str, ModelFile]:
-    """The versions the stories roll out: a stable one, a good one, and three bad ones."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)
+    Written to the cluster's files directory; the pods of `namespace` read them through a
+    PersistentVolumeClaim (`pvc://models/...`), as a real cluster hands pods files from a volume.
+    """
+    directory = cluster.files_dir("e2e-models")
     recipes: dict[str, tuple[str, bytes, str]] = {
         "stable": ("1", models.classifier(0), "the serving classifier"),
         "good": ("2", models.classifier(0), "a retrained classifier that behaves like the serving one"),
@@ -90,7 +89,7 @@ def build_models(directory: Path = MODELS_DIR) -> dict[str, ModelFile]:
         path = directory / f"classifier-{version}.onnx"
         sha = models.write_model(path, data)
         path.chmod(0o644)
-        out[key] = ModelFile(version, f"file://{path}", sha, what)
+        out[key] = ModelFile(version, cluster.model_uri(namespace, path), sha, what)
     return out
 
 
@@ -118,59 +117,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class OperatorProcess:
-    """`python -m modeldeploy.operator --namespace NS`, its log in a file."""
-
-    def __init__(self, cluster: ClusterHandle, namespace: str, log_path: Path) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.log_path = log_path
-        self.metrics_port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OperatorProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "modeldeploy.operator",
-                    "--namespace",
-                    self.namespace,
-                    "--metrics-port",
-                    str(self.metrics_port),
-                ],
-                env=self.cluster.python_env(PYTHONUNBUFFERED="1"),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, like a crashed or evicted pod."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5, trust_env=False).text
-
-
 class PrometheusProcess:
-    """A second Prometheus scraping the cluster's pods (the cluster's own file_sd), on a port of its own.
+    """A second Prometheus scraping the cluster's pods (the cluster's own configuration), on a port of its own.
 
     A story that stops Prometheus mid-analysis stops this one, never the cluster's.
     """
@@ -178,7 +126,8 @@ class PrometheusProcess:
     def __init__(self, cluster: ClusterHandle, directory: Path) -> None:
         self.directory = directory
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # the node's address: the operator's pod reaches it there
+        self.url = f"http://{NODE_IP}:{self.port}"
         self.config = directory / "prometheus.yml"
         text = (cluster.state_dir / "prometheus.yml").read_text()
         self.config.parent.mkdir(parents=True, exist_ok=True)
@@ -189,10 +138,10 @@ class PrometheusProcess:
         with (self.directory / "prometheus.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [
-                    "prometheus",
+                    str(prometheus_bin_dir() / "prometheus"),
                     f"--config.file={self.config}",
                     f"--storage.tsdb.path={self.directory / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.listen-address={NODE_IP}:{self.port}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

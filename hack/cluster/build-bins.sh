@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler from their Go modules
-# into a per-version cache outside the repository. A second run with the binaries present costs nothing.
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node's kubelet,
+# kube-proxy and kubectl from their Go modules into a per-version cache outside the repository.
+# A second run with the binaries present costs nothing. The rest of the node (containerd, runc,
+# CoreDNS, Prometheus, the pause and CoreDNS images) is hack/cluster/build-node.sh's.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -8,7 +10,8 @@ repo="$(cd "$here/../.." && pwd)"
 source "$here/versions.env"
 CACHE="${MODELDEPLOY_CACHE:-$HOME/.cache/modeldeploy}"
 OUT="$CACHE/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-need=(etcd kube-apiserver kube-controller-manager kube-scheduler kstatus)
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+need=(etcd "${k8s_cmds[@]}" kstatus)
 missing=0
 for b in "${need[@]}"; do [ -x "$OUT/$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then echo "$OUT"; exit 0; fi
@@ -28,7 +31,9 @@ if [ ! -x "$OUT/etcd" ]; then
 fi
 
 # --- kubernetes: a builder module with one replace per staging module
-if [ ! -x "$OUT/kube-apiserver" ] || [ ! -x "$OUT/kube-controller-manager" ] || [ ! -x "$OUT/kube-scheduler" ]; then
+k8s_missing=0
+for c in "${k8s_cmds[@]}"; do [ -x "$OUT/$c" ] || k8s_missing=1; done
+if [ "$k8s_missing" = 1 ]; then
   d="$work/k8s-$K8S_VERSION"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
   go mod init modeldeploy.local/k8s-builder >/dev/null 2>&1
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -37,12 +42,13 @@ if [ ! -x "$OUT/kube-apiserver" ] || [ ! -x "$OUT/kube-controller-manager" ] || 
   grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | sort -u > staging.txt
   while read -r m; do go mod edit -replace="$m=$m@$staging_ver"; done < staging.txt
   go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" >&2
+  pkgs=(); for c in "${k8s_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION"); done
+  go get "${pkgs[@]}" >&2
   ld=""
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  for c in "${k8s_cmds[@]}"; do
     [ -x "$OUT/$c" ] || go build -trimpath -ldflags "-s -w $ld" -o "$OUT/$c" "k8s.io/kubernetes/cmd/$c" >&2
   done
 fi

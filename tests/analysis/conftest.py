@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ if str(ROOT) not in sys.path:  # `tests.runtime...` importable however pytest is
 
 from tests.runtime import models  # noqa: E402
 from tests.runtime.harness import RuntimeServer, free_port, wait_for  # noqa: E402
+
+from modeldeploy.localcluster.paths import prometheus_bin_dir  # noqa: E402
 
 NAMESPACE = "ml"
 MODEL = "fraud-scorer"
@@ -116,9 +117,10 @@ class Prometheus:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Prometheus:
-        binary = shutil.which("prometheus")
+        built = prometheus_bin_dir() / "prometheus"
+        binary = str(built) if built.exists() else None
         if binary is None:
-            pytest.fail("prometheus is not installed: run `bash hack/install-system-deps.sh` (make install does)")
+            pytest.fail(f"prometheus is not built ({built}): run `bash hack/cluster/build-node.sh` (make install does)")
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [

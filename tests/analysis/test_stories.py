@@ -16,17 +16,17 @@ import pytest
 from e2e.harness import (
     ModelDeploymentHandle,
     ModelFile,
-    OperatorProcess,
     PrometheusProcess,
     analysis_spec,
     apply_crds,
     build_models,
     wait_for,
 )
+from e2e.installed import InstalledOperator
 from e2e.loadgen import BackgroundLoad
 from e2e.stories import Outcome, deploy_stable, held_inconclusive, promoted_to, roll_out, rolled_back, start_load
 
-from modeldeploy.localcluster.pytest_plugin import ClusterHandle
+from modeldeploy.localcluster.pytest_plugin import LOCAL_ONLY, ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -36,9 +36,9 @@ def story_crds(local_cluster: ClusterHandle) -> None:
     apply_crds(local_cluster)
 
 
-@pytest.fixture(scope="session")
-def story_models() -> dict[str, ModelFile]:
-    return build_models()
+@pytest.fixture
+def story_models(local_cluster: ClusterHandle, k8s_namespace: str) -> dict[str, ModelFile]:
+    return build_models(local_cluster, k8s_namespace)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def md(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[ModelDeploymentHandle]:
-    op = OperatorProcess(local_cluster, k8s_namespace, tmp_path / "operator.log").start()
+    op = InstalledOperator(local_cluster, k8s_namespace, tmp_path / "operator.log").start()
     failed_before = request.session.testsfailed
     try:
         yield ModelDeploymentHandle(local_cluster, k8s_namespace)
@@ -61,6 +61,8 @@ def md(
 
 @pytest.fixture
 def prometheus_url(local_cluster: ClusterHandle) -> str:
+    if not local_cluster.prometheus_url:
+        pytest.skip(LOCAL_ONLY)
     return local_cluster.prometheus_url
 
 
@@ -157,7 +159,11 @@ def test_good_canary_is_promoted(
 
 
 def test_prometheus_stopped_mid_analysis_is_inconclusive_and_never_promotes(
-    local_cluster: ClusterHandle, md: ModelDeploymentHandle, story_models: dict[str, ModelFile], tmp_path: Path
+    local_cluster: ClusterHandle,
+    local_only: None,
+    md: ModelDeploymentHandle,
+    story_models: dict[str, ModelFile],
+    tmp_path: Path,
 ) -> None:
     prometheus = PrometheusProcess(local_cluster, tmp_path / "prometheus").start()
     try:

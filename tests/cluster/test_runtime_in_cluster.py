@@ -45,7 +45,7 @@ def _classifier(path: Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]]:
+def _manifests(model_uri: str, sha: str, replicas: int) -> list[dict[str, Any]]:
     port = contract.DEFAULT_PORT
     labels = {"app": "runtime", "model": MODEL}
     probe = {"httpGet": {"path": contract.model_ready_path(MODEL), "port": "http"}, "periodSeconds": 1}
@@ -71,7 +71,7 @@ def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]
                             {
                                 "name": "runtime",
                                 "image": contract.DEFAULT_IMAGE,
-                                "args": [f"--model-uri=file://{model_path}", f"--sha256={sha}"],
+                                "args": [f"--model-uri={model_uri}", f"--sha256={sha}"],
                                 "env": [
                                     {"name": contract.ENV_MODEL_NAME, "value": MODEL},
                                     {"name": contract.ENV_PORT, "value": str(port)},
@@ -81,7 +81,17 @@ def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]
                                     },
                                 ],
                                 "ports": [{"name": "http", "containerPort": port}],
-                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                                "volumeMounts": [
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                    {"name": "models", "mountPath": f"{contract.DEFAULT_PVC_ROOT}/models"},
+                                ],
+                                "securityContext": {
+                                    "runAsNonRoot": True,
+                                    "runAsUser": 65532,
+                                    "readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
                                 "readinessProbe": probe,
                                 "livenessProbe": {
                                     "httpGet": {"path": contract.HEALTH_LIVE_PATH, "port": "http"},
@@ -90,7 +100,10 @@ def _manifests(model_path: Path, sha: str, replicas: int) -> list[dict[str, Any]
                                 },
                             }
                         ],
-                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                        "volumes": [
+                            {"name": "tmp", "emptyDir": {}},
+                            {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+                        ],
                     },
                 },
             },
@@ -108,9 +121,9 @@ def test_runtime_deployment_serves_inference_through_its_service_and_prometheus_
     local_cluster: ClusterHandle, k8s_namespace: str
 ) -> None:
     c, ns = local_cluster, k8s_namespace
-    model_path = c.files_dir(ns) / "model.onnx"  # not under /tmp: the pod's /tmp is an emptyDir
+    model_path = c.files_dir(ns) / "model.onnx"
     sha = _classifier(model_path)
-    c.apply(_manifests(model_path, sha, replicas=1), namespace=ns)
+    c.apply(_manifests(c.model_uri(ns, model_path), sha, replicas=1), namespace=ns)
 
     def available() -> bool:
         d = c.api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/runtime").json()

@@ -1,7 +1,7 @@
 """The Gateway API data plane on the local cluster: Traefik (built by hack/cluster/build-traefik.sh), the
 Gateway API CRDs, GatewayClass `traefik` and one Gateway `edge` for every test of the session.
 
-The operator's fixtures (CRDs, ONNX models, the operator subprocess) are the ones of tests/operator.
+The operator's fixtures (CRDs, ONNX models, the operator installed by helm) are the ones of tests/operator.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.operator.conftest import (  # noqa: F401 - fixtures and the report ho
 )
 
 from modeldeploy.localcluster.gateway import GatewayDataPlane, GatewayError, prerequisites
-from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
+from modeldeploy.localcluster.pytest_plugin import LOCAL_ONLY, ClusterHandle, wait_for
 
 GATEWAY_NAMESPACE = "modeldeploy-gateway"
 GATEWAY_NAME = "edge"
@@ -25,6 +25,8 @@ GATEWAY_NAME = "edge"
 
 @pytest.fixture(scope="session")
 def gateway(local_cluster: ClusterHandle) -> Iterator[GatewayDataPlane]:
+    if not local_cluster.local:
+        pytest.skip(LOCAL_ONLY)
     """Traefik serving Gateway `modeldeploy-gateway/edge` (port 80 on 10.244.0.80), stopped at session end."""
     problems = prerequisites()
     if problems:

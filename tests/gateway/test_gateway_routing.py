@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e.harness import OperatorProcess
+from e2e.installed import InstalledOperator
 
 from modeldeploy.localcluster.gateway import GatewayDataPlane
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
@@ -128,7 +128,7 @@ class GatewayMdep:
 
 @pytest.fixture
 def gmdep(
-    local_cluster: ClusterHandle, gateway: GatewayDataPlane, k8s_namespace: str, operator: OperatorProcess
+    local_cluster: ClusterHandle, gateway: GatewayDataPlane, k8s_namespace: str, operator: InstalledOperator
 ) -> GatewayMdep:
     return GatewayMdep(local_cluster, gateway, k8s_namespace)
 

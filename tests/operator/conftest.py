@@ -1,4 +1,5 @@
-"""Fixtures for the operator on the local cluster: CRDs, small ONNX models on disk, the operator as a subprocess."""
+"""Fixtures for the operator on the local cluster: CRDs, small ONNX models on a volume, the operator
+installed by its Helm chart from its image (one release per test namespace)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e.harness import OperatorProcess
+from e2e.installed import InstalledOperator
 from tests.runtime import models
 
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
@@ -36,28 +37,25 @@ def crds(local_cluster: ClusterHandle) -> None:
         local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
-@pytest.fixture(scope="session")
-def onnx_models(local_cluster: ClusterHandle) -> dict[str, Model]:
-    """Versions 1..3 of a tiny classifier (different seeds) on disk, readable by the pods' processes.
-
-    In the cluster's files directory, never under /tmp (nor in a checkout that may lie under /tmp):
-    the pods mount an emptyDir at /tmp, so the node agent maps /tmp/... into it.
-    """
+@pytest.fixture
+def onnx_models(local_cluster: ClusterHandle, k8s_namespace: str) -> dict[str, Model]:
+    """Versions 1..3 of a tiny classifier (different seeds) in the cluster's files directory, which
+    the test namespace's pods read through the PersistentVolumeClaim `models` (`pvc://models/...`)."""
     d = local_cluster.files_dir("test-models")
     out: dict[str, Model] = {}
     for version, seed in (("1", 1), ("2", 2), ("3", 3)):
         path = d / f"classifier-{version}.onnx"
         sha = models.write_model(path, models.classifier(seed))
         path.chmod(0o644)
-        out[version] = Model(version, f"file://{path}", sha, path)
+        out[version] = Model(version, local_cluster.model_uri(k8s_namespace, path), sha, path)
     return out
 
 
 @pytest.fixture
 def operator(
     local_cluster: ClusterHandle, k8s_namespace: str, crds: None, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(local_cluster, k8s_namespace, tmp_path / "operator.log").start()
+) -> Iterator[InstalledOperator]:
+    op = InstalledOperator(local_cluster, k8s_namespace, tmp_path / "operator.log").start()
     yield op
     op.stop()
     rep = getattr(request.node, "rep_call", None)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e.harness import OperatorProcess
+from e2e.installed import InstalledOperator
 from tests.runtime import models
 
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
@@ -19,7 +19,7 @@ from .conftest import Mdep, Model
 pytestmark = pytest.mark.cluster
 
 
-def reconciles(op: OperatorProcess) -> float:
+def reconciles(op: InstalledOperator) -> float:
     for line in op.metrics().splitlines():
         if line.startswith("modeldeploy_operator_reconcile_duration_seconds_count"):
             return float(line.split()[-1])
@@ -31,7 +31,7 @@ def rev(m: Mdep, manifest: dict[str, Any]) -> str:
 
 
 def test_deploy_serve_columns_kstatus_and_gc(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     v1 = onnx_models["1"]
     manifest = mdep.manifest(v1, steps=[])
@@ -89,7 +89,7 @@ def test_deploy_serve_columns_kstatus_and_gc(
 
 
 def test_rollout_with_approval_to_promotion(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "2s"}}, {"approval": {}}]
     mdep.apply(onnx_models["1"], steps=steps)
@@ -134,7 +134,7 @@ def test_rollout_with_approval_to_promotion(
 
 
 def test_abort_rolls_back_and_reads_failed(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}]
     mdep.apply(onnx_models["1"], steps=steps)
@@ -176,7 +176,7 @@ def test_abort_rolls_back_and_reads_failed(
 
 
 def test_digest_mismatch_stalls_and_never_serves(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     mdep.apply(onnx_models["1"], steps=[{"setWeight": 50}])
     mdep.wait_cond("Ready", "True")
@@ -190,7 +190,7 @@ def test_digest_mismatch_stalls_and_never_serves(
 
 
 def test_invalid_spec_reads_failed(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     # an analysis step without analysis: the planner refuses it
     mdep.apply(onnx_models["1"], steps=[{"analysis": {}}])
@@ -201,7 +201,7 @@ def test_invalid_spec_reads_failed(
 
 
 def test_operator_killed_mid_rollout_resumes_at_the_same_step(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     steps: list[dict[str, Any]] = [
         {"setWeight": 50},
@@ -235,7 +235,7 @@ def test_operator_killed_mid_rollout_resumes_at_the_same_step(
 
 
 def test_kubectl_wait_returns_when_rollout_completes(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "2s"}}]
     mdep.apply(onnx_models["1"], steps=steps)
@@ -251,14 +251,14 @@ def test_kubectl_wait_returns_when_rollout_completes(
 
 
 def test_analysis_rolls_back_an_erroring_canary_within_seconds(
-    local_cluster: ClusterHandle, operator: OperatorProcess, mdep: Mdep, onnx_models: dict[str, Model]
+    local_cluster: ClusterHandle, operator: InstalledOperator, mdep: Mdep, onnx_models: dict[str, Model]
 ) -> None:
     """The handler ticks the Analyser when due; a canary answering 500s is rolled back on the judged Fail."""
     d = onnx_models["1"].path.parent
     path = d / "erroring.onnx"
     sha = models.write_model(path, models.erroring_classifier(1))
     path.chmod(0o644)
-    bad = Model("9", f"file://{path}", sha, path)
+    bad = Model("9", local_cluster.model_uri(mdep.namespace, path), sha, path)
     analysis = {
         "interval": "1s",
         "window": "5s",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from e2e.harness import OperatorProcess
+from e2e.installed import InstalledOperator
 from onnx import TensorProto, helper, numpy_helper
 from tests.runtime import models
 
@@ -42,12 +42,12 @@ def wide_classifier() -> bytes:
     return data
 
 
-@pytest.fixture(scope="module")
-def wide_model(local_cluster: ClusterHandle) -> Model:
+@pytest.fixture
+def wide_model(local_cluster: ClusterHandle, k8s_namespace: str) -> Model:
     path = local_cluster.files_dir("test-models") / "wide-classifier.onnx"
     sha = models.write_model(path, wide_classifier())
     path.chmod(0o644)
-    return Model("wide", f"file://{path}", sha, path)
+    return Model("wide", local_cluster.model_uri(k8s_namespace, path), sha, path)
 
 
 def canary_pods(mdep: Mdep, revision: str) -> list[dict[str, Any]]:
@@ -56,7 +56,7 @@ def canary_pods(mdep: Mdep, revision: str) -> list[dict[str, Any]]:
 
 def test_incompatible_contract_is_blocked_until_allowed(
     local_cluster: ClusterHandle,
-    operator: OperatorProcess,
+    operator: InstalledOperator,
     mdep: Mdep,
     onnx_models: dict[str, Model],
     wide_model: Model,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modeldeploy.localcluster.paths import prometheus_bin_dir
 from modeldeploy.operator import metrics as operator_metrics
 from modeldeploy.runtime import contract
 
@@ -24,9 +25,10 @@ SUFFIXES = ("", "_total", "_bucket", "_sum", "_count")
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
+    built = prometheus_bin_dir() / "promtool"
+    path = str(built) if built.exists() else shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool not found: bash hack/install-system-deps.sh installs Debian's prometheus package")
+        pytest.fail(f"promtool not found ({built}): bash hack/cluster/build-node.sh builds it (make install does)")
     return path
 
 

@@ -35,6 +35,14 @@ def test_crash_loop_is_canary_failed_with_the_exit_code_explained() -> None:
     assert pod_problem(pod("r", state={"waiting": {"reason": "ContainerCreating"}})) is None
 
 
+def test_oom_kill_is_canary_failed_at_the_first_kill_with_the_limit() -> None:
+    p = pod("r", state={"running": {}}, last={"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    p["spec"] = {"containers": [{"name": "runtime", "resources": {"limits": {"memory": "40Mi"}}}]}
+    problem = pod_problem(p)
+    assert problem is not None and problem.reason == "CanaryFailed"
+    assert "OOMKilled" in problem.message and "40Mi" in problem.message and "limits.memory" in problem.message
+
+
 def test_observe_deployments_by_revision() -> None:
     dep = {
         "metadata": {"labels": {"modeldeploy.io/revision": "r1"}, "generation": 3},

@@ -2,8 +2,10 @@
 
 Pod failures come from container statuses: the runtime exits with `EXIT_DIGEST_MISMATCH` (4) when
 the model's sha256 differs from the spec's, which is a `DigestMismatch`; a container waiting in
-`CrashLoopBackOff`, an image that cannot be pulled, or a bad container config is `CanaryFailed`
-(the planner applies either to the canary only).
+`CrashLoopBackOff`, an image that cannot be pulled, a bad container config, or a container the
+kernel killed for passing its memory limit (`OOMKilled`, at its first kill: the kubelet's restart
+back-off would only delay the verdict) is `CanaryFailed` (the planner applies either to the canary
+only).
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
                     f" {contract.EXIT_DIGEST_MISMATCH}){': ' + detail if detail else ''}. The revision never serves;"
                     " fix spec.model.uri or spec.model.sha256.",
                 )
+            if term.get("reason") == "OOMKilled":
+                limit = _memory_limit(pod, cs.get("name"))
+                return PodProblem(
+                    "CanaryFailed",
+                    f"Pod {name}: OOMKilled: container {cs.get('name')} passed its memory limit"
+                    f"{' of ' + limit if limit else ''} (exit code {term.get('exitCode', 137)}, restarts"
+                    f" {cs.get('restartCount', 0)}). Raise spec.serving.resources.limits.memory.",
+                )
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in FAILING_WAIT_REASONS:
             last = (cs.get("lastState") or {}).get("terminated") or {}
@@ -61,6 +71,14 @@ def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
                 "CanaryFailed",
                 f"Pod {name}: {waiting['reason']}{extra}{': ' + msg if msg else ''}. Check `kubectl logs {name}`.",
             )
+    return None
+
+
+def _memory_limit(pod: Mapping[str, Any], container: str | None) -> str | None:
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == container:
+            limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+            return str(limit) if limit else None
     return None
 
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  kubeconfig   {cluster.kubeconfig}")
         print(f"  API server   {cluster.server}")
         print(f"  Prometheus   {cluster.prometheus_url}")
-        print(f"  logs         {cluster.log_dir} (pods: {cluster.pod_log_dir}/<ns>_<pod>_<uid>/<container>/<n>.log)")
+        print(f"  logs         {cluster.log_dir} (containers: {cluster.pod_log_dir}, or `kubectl logs`)")
         print("  use it       bin/in-cluster kubectl get pods -A   |   make cluster-shell")
         return 0
 

@@ -1,12 +1,15 @@
-"""The launcher: a real control plane, the node agent, the proxy and Prometheus in a netns.
+"""The launcher: a real control plane, a real node (containerd, runc, kubelet, kube-proxy, CNI,
+CoreDNS) and Prometheus, all inside a network namespace of the cluster's own.
 
 `LocalCluster(state_dir, netns_name).start()` creates the network namespace, moves the calling
 (main) thread into it, makes certificates, starts etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, the node agent, the proxy and Prometheus, each in a process group of its own,
-and waits until the API server is ready, the controllers and scheduler are healthy, the node is
-Ready and schedulable, the `default` ServiceAccount exists and Prometheus is ready.
-`stop()` ends them by process group (SIGTERM, then SIGKILL after a deadline), kills whatever is
-still inside the namespace, and deletes the namespace.
+kube-scheduler, the node (containerd and the kubelet in a private mount namespace, see node.py),
+kube-proxy and Prometheus, each in a process group of its own; imports the images (pause,
+CoreDNS, and the project's from `make images`) into containerd; installs CoreDNS; and waits until
+the API server is ready, the controllers and scheduler are healthy, the node is Ready, CoreDNS
+answers, the `default` ServiceAccount exists and Prometheus is ready. `stop()` ends them by
+process group (SIGTERM, then SIGKILL after a deadline), kills the pods' processes and removes
+their cgroups, kills whatever is still inside the namespace, and deletes the namespace.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import netns, pki
+from . import addons, netns, node, pki
 from .kube import Access
 from .paths import (
     API_PORT,
@@ -39,7 +41,12 @@ from .paths import (
     PROMETHEUS_PORT,
     SERVICE_CIDR,
     bin_dir,
+    coredns_image,
     missing_binaries,
+    node_bin_dir,
+    pause_image,
+    project_images,
+    prometheus_bin_dir,
 )
 
 log = logging.getLogger("modeldeploy.localcluster")
@@ -51,10 +58,12 @@ COMPONENTS = (
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
-    "node-agent",
-    "proxy",
+    "node",
+    "kube-proxy",
     "prometheus",
 )
+#: kube-proxy's mode (`MODELDEPLOY_PROXY_MODE=iptables` switches; both work here)
+PROXY_MODE = os.environ.get("MODELDEPLOY_PROXY_MODE", "nftables")
 
 
 #: what start() creates in the state directory (and removes again at the next start)
@@ -62,10 +71,8 @@ STATE_ENTRIES = (
     "etcd",
     "pki",
     "logs",
-    "pods",
-    "pvc",
+    "node",
     "prometheus",
-    "prometheus-sd",
     "access.json",
     "kubeconfig",
     "prometheus.yml",
@@ -99,12 +106,16 @@ def prerequisites() -> list[str]:
             else "the Go toolchain is not installed, so they cannot be built here "
             "(install Go >= 1.24, then `make cluster-bins`)"
         )
-        problems.append(f"cluster binaries missing from {bin_dir()}: {', '.join(missing)}; {how}")
+        problems.append(f"cluster binaries or images missing: {', '.join(missing)}; {how}")
     if os.geteuid() != 0:
         problems.append("the local cluster needs root (it creates a network namespace with `ip netns add`)")
-    for tool in ("ip", "openssl", "prometheus"):
+    for tool in ("ip", "openssl", "unshare", "mount"):
         if shutil.which(tool) is None:
             problems.append(f"`{tool}` not found: run `bash hack/install-system-deps.sh` as root")
+    if not Path("/usr/lib/cni/bridge").exists():
+        problems.append(
+            "the CNI plugins are missing (/usr/lib/cni/bridge): run `bash hack/install-system-deps.sh` as root"
+        )
     return problems
 
 
@@ -140,15 +151,15 @@ class LocalCluster:
         netns_name: str,
         *,
         daemon: bool = False,
-        agent_args: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir.resolve()
         self.netns = netns_name
         self.daemon = daemon
-        self.agent_args = agent_args
+        self.node = node.NodeFiles(self.state_dir, netns_name)
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.server = f"https://127.0.0.1:{API_PORT}"
-        self.prometheus_url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+        # the node's address: the same URL works from the host side and from pods
+        self.prometheus_url = f"http://{NODE_IP}:{PROMETHEUS_PORT}"
         self.procs: dict[str, Proc] = {}
         self.access: Access | None = None
         self.ca_file = self.state_dir / "pki" / "ca.crt"
@@ -167,7 +178,7 @@ class LocalCluster:
 
     @property
     def pod_log_dir(self) -> Path:
-        return self.state_dir / "logs" / "pods"
+        return self.node.pod_logs
 
     def _save(self) -> None:
         state = {
@@ -225,12 +236,11 @@ global:
 scrape_configs:
 - job_name: kubernetes-pods
   honor_labels: true
-  # Debian's Prometheus is built without kubernetes_sd_configs ("field kubernetes_sd_configs not
-  # found"), so the node agent writes the pods it runs as file_sd targets carrying the same
-  # __meta_kubernetes_pod_* labels that Kubernetes discovery would, and the usual relabeling applies.
-  file_sd_configs:
-  - files: [{self.state_dir / "prometheus-sd" / "*.json"}]
-    refresh_interval: 5s
+  # the same selection as the chart's PodMonitor would make through a Prometheus Operator (not
+  # run here): pods annotated prometheus.io/scrape=true, discovered through the API server
+  kubernetes_sd_configs:
+  - role: pod
+    kubeconfig_file: {self.kubeconfig}
   relabel_configs:
   - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
     action: keep
@@ -279,8 +289,6 @@ scrape_configs:
         s = self.state_dir
         etcd_client = f"http://127.0.0.1:{ETCD_CLIENT_PORT}"
         etcd_peer = f"http://127.0.0.1:{ETCD_PEER_PORT}"
-        py = sys.executable
-        access = str(s / "access.json")
         return {
             "etcd": [
                 str(b / "etcd"),
@@ -308,13 +316,16 @@ scrape_configs:
                 f"--service-account-key-file={p.sa_pub}",
                 f"--service-account-signing-key-file={p.sa_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--event-ttl=1h",
-                # `kubectl logs` goes API server -> node agent (https://10.244.0.1:10250/containerLogs/...)
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                # `kubectl logs/exec/port-forward`: API server -> kubelet (https://NODE_IP:10250)
                 "--kubelet-preferred-address-types=InternalIP",
                 f"--kubelet-certificate-authority={p.ca_cert}",
+                f"--kubelet-client-certificate={p.kubelet_client_cert}",
+                f"--kubelet-client-key={p.kubelet_client_key}",
             ],
             "kube-controller-manager": [
                 str(b / "kube-controller-manager"),
@@ -337,20 +348,17 @@ scrape_configs:
                 "--bind-address=127.0.0.1",
                 "--profiling=false",
             ],
-            "node-agent": [
-                py,
-                "-m",
-                "modeldeploy.localcluster.agent",
-                f"--access={access}",
-                f"--state-dir={s}",
-                f"--node-name={NODE_NAME}",
-                f"--serving-cert={p.kubelet_cert}",
-                f"--serving-key={p.kubelet_key}",
-                *self.agent_args,
+            "node": [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "bash",
+                str(self.node.inner_script),
             ],
-            "proxy": [py, "-m", "modeldeploy.localcluster.proxy", f"--access={access}"],
+            "kube-proxy": [str(b / "kube-proxy"), f"--config={self.node.kube_proxy_config}"],
             "prometheus": [
-                "prometheus",
+                str(prometheus_bin_dir() / "prometheus"),
                 f"--config.file={s / 'prometheus.yml'}",
                 f"--storage.tsdb.path={s / 'prometheus'}",
                 f"--web.listen-address=0.0.0.0:{PROMETHEUS_PORT}",
@@ -392,7 +400,21 @@ scrape_configs:
             self.access.dump(self.state_dir / "access.json")
             self._write_kubeconfig(p.token)
             self._write_prometheus_config()
+            node.lock(self.netns)
+            node.write_files(
+                self.node,
+                server=f"https://{NODE_IP}:{API_PORT}",
+                ca_file=p.ca_cert,
+                node_token=p.node_token,
+                proxy_token=p.proxy_token,
+                cert=p.kubelet_cert,
+                key=p.kubelet_key,
+                mode=PROXY_MODE,
+            )
             env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+            env["CONTAINERD"] = str(node_bin_dir() / "containerd")
+            env["KUBELET"] = str(bin_dir() / "kubelet")
+            env["PATH"] = f"{node_bin_dir()}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"  # the runc shim
             for name, argv in self._argvs(p).items():
                 self._spawn(name, argv, env)
             self._wait_ready(t0 + timeout)
@@ -449,13 +471,26 @@ scrape_configs:
                 taints = {t["key"] for t in node.get("spec", {}).get("taints") or []}
                 return conds.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints
 
+            self._wait("containerd's socket", deadline, self.node.socket.exists)
+            t_import = time.monotonic()
+            node.import_images(self.node, self.image_archives())
+            log.info("images imported in %.1fs", time.monotonic() - t_import)
             self._wait("the node to be Ready and schedulable", deadline, node_ready)
+            addons.apply(api, addons.coredns_objects())
             self._wait(
                 "the default ServiceAccount",
                 deadline,
                 lambda: ok(api, "/api/v1/namespaces/default/serviceaccounts/default"),
             )
             self._wait("Prometheus /-/ready", deadline, lambda: ok(plain, f"{self.prometheus_url}/-/ready"))
+            self._wait("CoreDNS to be Ready", deadline, lambda: addons.coredns_ready(api))
+
+    def image_archives(self) -> list[Path]:
+        """pause and CoreDNS (hack/cluster/build-node.sh), then the project's images when `make images` ran."""
+        archives = [pause_image()[0], coredns_image()[0]]
+        built = project_images()
+        archives += [Path(built[k]) for k in ("RUNTIME_ARCHIVE", "OPERATOR_ARCHIVE") if built.get(k)]
+        return [a for a in archives if a.exists()]
 
     # --- stop -------------------------------------------------------------------------------
     def stop(self, grace: float = 10.0) -> list[str]:
@@ -480,6 +515,8 @@ scrape_configs:
             if proc.popen is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.popen.wait(5)
+            if name == "node" and node.holds_lock(self.netns):
+                node.kill_pods(self.node)  # the kubelet leaves containers running, and shims re-parent away
         inode = self._netns_inode
         if inode is None and netns.exists(self.netns):
             inode = netns.inode_of(netns.path_of(self.netns))
@@ -491,6 +528,8 @@ scrape_configs:
             netns.leave(self._old_netns_fd)
             self._old_netns_fd = None
         netns.delete(self.netns)
+        node.unlock(self.netns)
+        shutil.rmtree(self.node.run_dir, ignore_errors=True)
         self._netns_inode = None
         self.procs = {n: p for n, p in self.procs.items() if p.alive()}
         if self.state_file.exists():

@@ -13,9 +13,9 @@ straight to a pod address (no ClusterIP in the path), with the HTTPRoute's backe
     httpx.get(f"{plane.url}/...")               # through the Gateway
     plane.stop()                                # by pid
 
-Traefik binds `GATEWAY_IP`, an address of the node's /24 in the pod range: local on `lo` inside the
-namespace (see netns.py) and never handed to a pod (the agent's pool skips that /24). Its API
-(`/api/http/services` shows the weights it applied) listens on the same address, port `API_PORT`.
+Traefik binds `GATEWAY_IP`, the node's address (port 80 is free there: pods listen on their own
+addresses). Its API (`/api/http/services` shows the weights it applied) listens on the same address,
+port `API_PORT`.
 Traefik does not implement RequestMirror: read `supported_features()` before using a filter.
 """
 
@@ -33,11 +33,11 @@ import httpx
 
 from . import netns
 from .handle import ClusterHandle, wait_for
-from .paths import REPO_ROOT, cache_dir, read_env_file
+from .paths import NODE_IP, REPO_ROOT, cache_dir, read_env_file
 
 VERSIONS_FILE: Final = REPO_ROOT / "hack" / "cluster" / "gateway-versions.env"
 BUILD_SCRIPT: Final = REPO_ROOT / "hack" / "cluster" / "build-traefik.sh"
-GATEWAY_IP: Final = "10.244.0.80"
+GATEWAY_IP: Final = NODE_IP
 WEB_PORT: Final = 80
 API_PORT: Final = 9000
 GATEWAY_CLASS: Final = "traefik"

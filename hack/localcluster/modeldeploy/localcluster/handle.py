@@ -23,6 +23,7 @@ import httpx
 
 from . import kstatus as _kstatus
 from .cluster import LocalCluster
+from .kube import Access
 from .paths import kubectl as kubectl_path
 
 T = TypeVar("T")
@@ -57,7 +58,8 @@ class ClusterHandle:
 
     def __init__(self, cluster: LocalCluster) -> None:
         assert cluster.access is not None
-        self._cluster = cluster
+        self._access = cluster.access
+        self.local = True
         self.kubeconfig: Path = cluster.kubeconfig
         self.server: str = cluster.server
         self.prometheus_url: str = cluster.prometheus_url
@@ -67,15 +69,90 @@ class ClusterHandle:
         self.netns: str = cluster.netns
         self.pod_log_dir: Path = cluster.pod_log_dir
         self.start_seconds: float | None = cluster.start_seconds
+        self._files_root = cluster.state_dir / "files"
         self._http: httpx.Client | None = None
+        self._claims: dict[str, set[str]] = {}
 
-    def files_dir(self, name: str = "files") -> Path:
-        """A host directory for files that pods must read (models, configs): `file://` URIs into
-        it work from any pod. Not under /tmp, which a pod's emptyDir at /tmp would shadow."""
-        d = self.state_dir / "files" / name
+    @classmethod
+    def external(cls, kubeconfig: Path, files_root: Path, prometheus_url: str = "") -> ClusterHandle:
+        """A handle on a cluster this process did not start (`MODELDEPLOY_KUBECONFIG`).
+
+        `files_root` must be a directory that the node sees at the same path (hostPath volumes):
+        on the local cluster, `<state>/files`; on kind, an `extraMounts` entry.
+        """
+        self = cls.__new__(cls)
+        self._access = Access.from_kubeconfig(kubeconfig, files_root.parent / ".kubeconfig-files")
+        self.local = False
+        self.kubeconfig = kubeconfig
+        self.server = self._access.server
+        self.prometheus_url = prometheus_url
+        self.token = self._access.token
+        self.ca_file = Path(self._access.ca_file)
+        self.state_dir = files_root.parent
+        self.netns = ""
+        self.pod_log_dir = files_root.parent / "pod-logs"
+        self.start_seconds = None
+        self._files_root = files_root
+        self._http = None
+        self._claims = {}
+        return self
+
+    @property
+    def files_root(self) -> Path:
+        d = self._files_root
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o755)
         return d
+
+    def files_dir(self, name: str = "files") -> Path:
+        """A host directory for files that pods must read (models): `model_uri()` turns a path
+        in it into a `pvc://` URI that pods of a namespace can load."""
+        d = self.files_root / name
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)
+        return d
+
+    def model_uri(self, namespace: str, path: Path, claim: str = "models") -> str:
+        """`pvc://<claim>/<path relative to the files root>`, with that claim in `namespace` bound to
+        a hostPath PersistentVolume of the files root (read-only), created on first use.
+
+        This is how a real cluster hands a pod files from a volume; the operator mounts the claim
+        into the runtime's pods at /mnt/models/<claim>.
+        """
+        rel = path.resolve().relative_to(self.files_root.resolve())
+        path.chmod(0o644)
+        if claim not in self._claims.setdefault(namespace, set()):
+            pv = f"{claim}-{namespace}"[:63]
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": pv, "labels": {"modeldeploy.io/test": "true"}},
+                    "spec": {
+                        "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadOnlyMany"],
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "storageClassName": "",
+                        "hostPath": {"path": str(self.files_root), "type": "Directory"},
+                        "claimRef": {"namespace": namespace, "name": claim},
+                    },
+                }
+            )
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim, "namespace": namespace},
+                    "spec": {
+                        "accessModes": ["ReadOnlyMany"],
+                        "storageClassName": "",
+                        "volumeName": pv,
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            )
+            self._claims[namespace].add(claim)
+        return f"pvc://{claim}/{rel}"
 
     # --- kubectl ------------------------------------------------------------------------------
     def kubectl(
@@ -135,8 +212,7 @@ class ClusterHandle:
 
     def api_client(self, timeout: float = 30.0) -> httpx.Client:
         """A new httpx client for the API server (base_url, CA and token set); close it yourself."""
-        assert self._cluster.access is not None
-        return self._cluster.access.client(timeout)
+        return self._access.client(timeout)
 
     @property
     def api(self) -> httpx.Client:
@@ -161,17 +237,14 @@ class ClusterHandle:
         return _kstatus.compute(obj)
 
     def pod_logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
-        """A container's output (what `kubectl logs` would show; the local node has no kubelet API)."""
-        dirs = sorted(self.pod_log_dir.glob(f"{namespace}_{pod}_*"))
-        if not dirs:
-            return ""
-        cdirs = [d for d in sorted(dirs[-1].iterdir()) if d.is_dir() and (container is None or d.name == container)]
-        if not cdirs:
-            return ""
-        files = sorted(cdirs[0].glob("*.log"), key=lambda p: int(p.stem))
+        """`kubectl logs` of a container (API server -> kubelet); empty when there is none (yet)."""
+        args = ["logs", "-n", namespace, pod]
+        if container:
+            args += ["-c", container]
         if previous:
-            files = files[:-1]
-        return files[-1].read_text(errors="replace") if files else ""
+            args.append("--previous")
+        proc = self.kubectl(*args, check=False)
+        return proc.stdout if proc.returncode == 0 else ""
 
     def close(self) -> None:
         if self._http is not None:

@@ -1,10 +1,11 @@
 """The cluster's own network namespace.
 
 `ip netns add NAME` makes a named namespace (a bind mount under /run/netns), so that
-`nsenter --net=/run/netns/NAME` (bin/in-cluster) can enter it later. Inside it, `lo` carries
-the pod range and the service range as /16 prefixes: the kernel then treats every address of
-both ranges as local, so each pod process binds its own 10.244.x.y and the proxy binds each
-Service's ClusterIP, with no veth, bridge or iptables. No traffic leaves the namespace.
+`nsenter --net=/run/netns/NAME` (bin/in-cluster) can enter it later. Inside it: `lo`, and a veth
+pair `node0`/`node0p` (both ends inside) whose `node0` carries the node's address with a default
+route to a next hop that does not exist (the kubelet and kube-proxy want one; nothing can leave).
+The CNI bridge plugin adds `cni0` and one veth per pod; kube-proxy adds the Service rules. The
+host's root namespace gets no address, route, bridge or rule.
 
 A network namespace belongs to a *thread*: `setns` moves the calling thread only, and threads
 (and processes) created afterwards inherit the namespace of the thread that creates them. So
@@ -23,10 +24,11 @@ import threading
 from pathlib import Path
 from typing import Final
 
-from .paths import NODE_IP, POD_CIDR, SERVICE_CIDR
+from .paths import NODE_GATEWAY, NODE_IP, NODE_PREFIX
 
 CLONE_NEWNET: Final = 0x40000000
 NETNS_RUN_DIR: Final = Path("/run/netns")
+NODE_LINK: Final = "node0"
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
@@ -49,18 +51,18 @@ def _ip(*args: str) -> None:
 
 
 def create(name: str) -> None:
-    """Create the namespace with lo up and the pod and service ranges local on lo."""
+    """Create the namespace: lo up, the node's veth with NODE_IP and a default route."""
     if os.geteuid() != 0:
         raise NetnsError("the local cluster needs root to create its network namespace (ip netns add)")
     if exists(name):
         delete(name)
     _ip("netns", "add", name)
     _ip("-n", name, "link", "set", "lo", "up")
-    pod_prefix = POD_CIDR.split("/")[1]
-    svc_net, svc_prefix = SERVICE_CIDR.split("/")
-    _ip("-n", name, "addr", "add", f"{NODE_IP}/{pod_prefix}", "dev", "lo")
-    first_svc = svc_net.rsplit(".", 1)[0] + ".1"
-    _ip("-n", name, "addr", "add", f"{first_svc}/{svc_prefix}", "dev", "lo")
+    _ip("-n", name, "link", "add", NODE_LINK, "type", "veth", "peer", "name", f"{NODE_LINK}p")
+    _ip("-n", name, "addr", "add", f"{NODE_IP}/{NODE_PREFIX}", "dev", NODE_LINK)
+    _ip("-n", name, "link", "set", NODE_LINK, "up")
+    _ip("-n", name, "link", "set", f"{NODE_LINK}p", "up")
+    _ip("-n", name, "route", "add", "default", "via", NODE_GATEWAY, "dev", NODE_LINK, "onlink")
 
 
 def delete(name: str) -> None:

@@ -15,7 +15,16 @@ subprocess and the runtime under test all see the API server, pod IPs, ClusterIP
 Prometheus directly. Loopback inside the namespace works as usual, so other tests run
 unchanged. A Python thread started *before* collection ended stays outside (the plugin warns).
 
-Without the binaries, root, `ip`, `openssl` or `prometheus`, every cluster test fails with the
+**Any cluster.** With `MODELDEPLOY_KUBECONFIG=<path>` (or `--kubeconfig=<path>`) the same tests
+run against an existing cluster instead: no local cluster is started, `local_cluster` is a handle
+on that one (`local_cluster.local` is False), and the tests that need the local one (fixture
+`local_only`: Traefik and Prometheus run as processes of the session) are skipped with one
+reason. `MODELDEPLOY_FILES_DIR` names a directory the node sees at the same path (hostPath
+volumes for the test models; kind: an `extraMounts` entry); `MODELDEPLOY_PROMETHEUS_URL` a
+Prometheus that scrapes the cluster's pods, if any. To point it at the local cluster, run pytest
+inside its network namespace: `bin/in-cluster env MODELDEPLOY_KUBECONFIG=.cluster/kubeconfig ...`.
+
+Without the binaries and images (`make install`), root, `ip` or `openssl`, every cluster test fails with the
 reason (it is not skipped). `MODELDEPLOY_SKIP_CLUSTER=1` skips them explicitly, with that reason.
 """
 
@@ -38,7 +47,7 @@ from . import netns
 from .cluster import ClusterError, LocalCluster, prerequisites
 from .handle import ClusterHandle, wait_for
 
-__all__ = ["ClusterHandle", "k8s_namespace", "local_cluster", "wait_for"]
+__all__ = ["ClusterHandle", "k8s_namespace", "local_cluster", "local_only", "wait_for"]
 MARK = "cluster"
 
 
@@ -47,6 +56,7 @@ class _Session:
     handle: ClusterHandle | None = None
     error: str | None = None
     skip: str | None = None
+    external: Path | None = None
     tmp: Path | None = None
     outside: list[str] = []
     report: list[str] = []
@@ -55,8 +65,25 @@ class _Session:
 S = _Session()
 
 
+LOCAL_ONLY = (
+    "needs the local cluster (a process of the test session runs beside it); not run against MODELDEPLOY_KUBECONFIG"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig",
+        default=None,
+        help="run the cluster tests against this existing cluster instead of starting the local one "
+        "(also MODELDEPLOY_KUBECONFIG)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARK}: needs the local Kubernetes cluster (modeldeploy.localcluster)")
+    external = config.getoption("--kubeconfig") or os.environ.get("MODELDEPLOY_KUBECONFIG")
+    if external:
+        S.external = Path(external).resolve()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -86,6 +113,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if os.environ.get("MODELDEPLOY_SKIP_CLUSTER"):
         S.skip = "MODELDEPLOY_SKIP_CLUSTER is set"
         return
+    if S.external is not None:
+        S.report.append(f"cluster tests ran against {S.external} (MODELDEPLOY_KUBECONFIG), not a local cluster")
+        return
     problems = prerequisites()
     if problems:
         S.error = "; ".join(problems)
@@ -93,7 +123,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _remove_stale_namespaces()
     # not under /tmp: pods commonly mount an emptyDir at /tmp, which shadows host paths there
     S.tmp = Path(tempfile.mkdtemp(prefix="modeldeploy-cluster-", dir="/var/tmp"))
-    S.cluster = LocalCluster(S.tmp, f"modeldeploy-test-{os.getpid()}", agent_args=())
+    S.cluster = LocalCluster(S.tmp, f"modeldeploy-test-{os.getpid()}")
     try:
         S.cluster.enter_netns()
     except Exception as e:
@@ -142,6 +172,12 @@ def local_cluster() -> Iterator[ClusterHandle]:
         pytest.skip(S.skip)
     if S.error:
         pytest.fail(f"the local cluster cannot run here: {S.error}", pytrace=False)
+    if S.external is not None:
+        if S.handle is None:
+            files = Path(os.environ.get("MODELDEPLOY_FILES_DIR") or "/var/tmp/modeldeploy-external/files")  # noqa: S108
+            S.handle = ClusterHandle.external(S.external, files, os.environ.get("MODELDEPLOY_PROMETHEUS_URL", ""))
+        yield S.handle
+        return
     if S.cluster is None:
         pytest.fail(
             "local_cluster used by a test that collection did not see; mark it @pytest.mark.cluster", pytrace=False
@@ -155,6 +191,13 @@ def local_cluster() -> Iterator[ClusterHandle]:
         S.handle = ClusterHandle(S.cluster)
         S.report.append(f"local cluster started in {S.cluster.start_seconds:.1f}s (state {S.tmp})")
     yield S.handle
+
+
+@pytest.fixture
+def local_only(local_cluster: ClusterHandle) -> None:
+    """Skips the test (one reason for all) when the cluster is not the session's own local one."""
+    if not local_cluster.local:
+        pytest.skip(LOCAL_ONLY)
 
 
 def _namespace_name(nodeid: str) -> str:
