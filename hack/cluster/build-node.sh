@@ -15,6 +15,10 @@
 # COREDNS_IMAGE, COREDNS_IMAGE_REF); everything else goes to stderr. A second run with everything present
 # costs nothing. Needs: go, gcc + libc6-dev + libseccomp-dev (runc, pause), umoci and skopeo
 # (bash hack/install-system-deps.sh installs them).
+#
+# Measured here (2 cores, empty GOCACHE, modules already downloaded): containerd + shim + ctr 54 s, runc 16 s,
+# prometheus + promtool 103 s, coredns 45 s, both images 1 s: 220 s wall, 1.3 GB peak RSS, 2.3 GB of GOCACHE.
+# Sizes: containerd 37, shim 9, ctr 22, runc 9, prometheus 73, promtool 52, coredns 55 MiB; pause image 0.7 MiB.
 set -Eeuo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -33,8 +37,9 @@ work="$CACHE/build"
 # CoreDNS plugins compiled in, in plugin.cfg's order (the order is the directive order, so the list is
 # a filter on plugin.cfg, not a new order). kubeadm's Corefile needs errors, health, ready, kubernetes,
 # prometheus, forward, cache, loop, reload and loadbalance; the rest are small and commonly used. Left
-# out: the cloud backends (route53, azure, clouddns), etcd, grpc, dnstap, trace, quic/https3, geoip,
-# sign/dnssec/tsig, secondary/dynupdate, nomad and the like: a third of the size and of the build time.
+# out: the cloud backends (route53, azure, clouddns), etcd, grpc, trace, quic/https3, geoip,
+# sign/dnssec/tsig, secondary/dynupdate, nomad and the like. Measured cold: 45 s and 55 MiB, against
+# 132 s, 76 MiB and ~80 more module downloads for the full plugin.cfg.
 COREDNS_KEEP="root metadata cancel timeouts reload nsid bufsize bind debug ready health pprof prometheus
 errors log local any chaos loadbalance rewrite autopath acl cache header minimal template transfer hosts
 k8s_external kubernetes file loop forward whoami on"
@@ -214,12 +219,15 @@ build_coredns() {
   log "built coredns $COREDNS_VERSION in $(( $(date +%s) - start ))s:$(sizes "$COREDNS_BIN" coredns) ($(wc -w <<<"$COREDNS_KEEP") plugins)"
 }
 
+need_image_tools() {
+  need_cmd umoci "bash hack/install-system-deps.sh installs umoci (the daemonless image builder)"
+  need_cmd skopeo "bash hack/install-system-deps.sh installs skopeo (writes the docker archive)"
+}
+
 # --- a one-layer image FROM scratch, daemonless: umoci builds an OCI layout, skopeo writes a docker archive
 #     image_archive OUT REF USER SRC:TARGET [ENTRYPOINT ARGS...]
 image_archive() {
   local out=$1 ref=$2 user=$3 file=$4; shift 4
-  need_cmd umoci "bash hack/install-system-deps.sh installs umoci (the daemonless image builder)"
-  need_cmd skopeo "bash hack/install-system-deps.sh installs skopeo (writes the docker archive)"
   local t tag=${ref##*:} a args=()
   t=$(mktemp -d "$work/image.XXXXXX")
   for a; do args+=(--config.entrypoint "$a"); done
@@ -242,6 +250,7 @@ image_archive() {
 build_pause-image() {
   step="pause image $PAUSE_VERSION"
   need_cmd gcc "the pause binary is C: bash hack/install-system-deps.sh installs gcc and libc6-dev"
+  need_image_tools
   local start t; start=$(date +%s); mkdir -p "$work"; t=$(mktemp -d "$work/pause.XXXXXX")
   # the pause container's whole job: sit in pause(), reap zombies, exit 0 on SIGINT/SIGTERM
   cat > "$t/pause.c" <<'EOF'
@@ -270,6 +279,7 @@ EOF
 
 build_coredns-image() {
   step="coredns image $COREDNS_VERSION"
+  need_image_tools
   done_coredns || build_coredns
   step="coredns image $COREDNS_VERSION"
   local start; start=$(date +%s)
