@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
+from modeldeploy.localcluster.paths import pause_image
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
+
+#: the node's sandbox image: a container that only waits for its signal
+PAUSE = pause_image()[1]
 
 pytestmark = pytest.mark.cluster
 
@@ -217,9 +221,7 @@ def test_foreground_deletion_of_a_deployment_removes_its_pods_first(
                     "metadata": {"labels": {"app": "sleeper"}},
                     "spec": {
                         "terminationGracePeriodSeconds": 5,
-                        "containers": [
-                            {"name": "main", "image": "modeldeploy.local/exec:1", "command": ["sleep", "3600"]}
-                        ],
+                        "containers": [{"name": "main", "image": PAUSE, "imagePullPolicy": "Never"}],
                     },
                 },
             },

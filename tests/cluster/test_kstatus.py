@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 
 from modeldeploy.localcluster import kstatus
+from modeldeploy.localcluster.paths import pause_image
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
+
+#: the node's sandbox image: a container that only waits for its signal
+PAUSE = pause_image()[1]
 
 
 def test_kstatus_reads_conditions_and_generations() -> None:
@@ -35,9 +39,7 @@ def test_kstatus_of_a_deployment_goes_from_in_progress_to_current(
             "selector": {"matchLabels": {"app": "k"}},
             "template": {
                 "metadata": {"labels": {"app": "k"}},
-                "spec": {
-                    "containers": [{"name": "m", "image": "modeldeploy.local/exec:1", "command": ["sleep", "600"]}]
-                },
+                "spec": {"containers": [{"name": "m", "image": PAUSE, "imagePullPolicy": "Never"}]},
             },
         },
     }

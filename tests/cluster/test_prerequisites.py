@@ -36,4 +36,4 @@ def test_cluster_tests_fail_with_the_reason_when_binaries_are_missing(tmp_path: 
     assert proc.returncode == 1, out
     assert "1 error" in out or "1 failed" in out, out
     assert "skipped" not in out, out
-    assert "cluster binaries missing" in out and "make cluster-bins" in out, out
+    assert "cluster binaries or images missing" in out and "make cluster-bins" in out, out

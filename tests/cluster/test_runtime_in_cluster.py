@@ -145,6 +145,8 @@ def test_runtime_deployment_serves_inference_through_its_service_and_prometheus_
     }
     requests = 5
     with httpx.Client(trust_env=False, timeout=10) as http:
+        # kube-proxy programs the new endpoint a moment after it turns Ready
+        wait_for(lambda: http.get(f"http://{ip}/v2/health/ready").status_code == 200, 15, "the Service to answer")
         for _ in range(requests):
             r = http.post(f"http://{ip}{contract.infer_path(MODEL)}", json=body)
             assert r.status_code == 200, r.text

@@ -144,10 +144,15 @@ class Mdep:
         svc = self.cluster.get_json("service", service or self.name, "-n", self.namespace)
         ip = svc["spec"]["clusterIP"]
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [0.1, 0.2, 0.3, 0.4]}]}
-        r = httpx.post(f"http://{ip}:8080/v2/models/classifier/infer", json=body, timeout=10, trust_env=False)
-        r.raise_for_status()
-        result: dict[str, Any] = r.json()
-        return result
+
+        def answer() -> dict[str, Any]:
+            # kube-proxy programs a new endpoint a moment after it turns Ready: poll, do not assume
+            r = httpx.post(f"http://{ip}:8080/v2/models/classifier/infer", json=body, timeout=10, trust_env=False)
+            r.raise_for_status()
+            result: dict[str, Any] = r.json()
+            return result
+
+        return wait_for(answer, timeout=15, what=f"an answer from Service {svc['metadata']['name']}")
 
 
 @pytest.fixture

@@ -225,6 +225,9 @@ healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # leave the machine-wide nf_conntrack_max alone
 conntrack: {{maxPerCore: 0}}
+# program endpoint changes as they come (the default batches them for a second)
+nftables: {{minSyncPeriod: 0s}}
+iptables: {{minSyncPeriod: 0s}}
 """
 
 
