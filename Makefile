@@ -57,6 +57,9 @@ cluster-down: ## Stop everything the local cluster started
 cluster-shell: ## A shell inside the cluster's network namespace, with KUBECONFIG set
 	bin/in-cluster bash
 
+e2e-kind: images ## The cluster tests against a kind cluster (needs Docker; hack/kind/e2e.sh)
+	bash hack/kind/e2e.sh
+
 demo: images ## The whole story on the local cluster: deploy, promote a good version, roll back a bad one
 	$(BIN)/python -m e2e.demo
 
@@ -68,4 +71,4 @@ bench: ## Runtime benchmark against raw onnxruntime and the peers (see bench/REA
 	bash bench/run.sh
 
 
-.PHONY: help install images crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo bench
+.PHONY: help install images crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo e2e-kind bench

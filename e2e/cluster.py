@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from modeldeploy.localcluster import netns
+from modeldeploy.localcluster import netns, node
 from modeldeploy.localcluster.cluster import LocalCluster
 from modeldeploy.localcluster.handle import ClusterHandle
 from modeldeploy.localcluster.paths import DEFAULT_NETNS, DEFAULT_STATE_DIR
@@ -24,12 +24,14 @@ log = logging.getLogger("modeldeploy.e2e")
 def local_cluster(state_dir: Path = DEFAULT_STATE_DIR, netns_name: str = DEFAULT_NETNS) -> Iterator[ClusterHandle]:
     """A cluster whose network namespace this (main) thread is in; stopped at the end if started here.
 
-    A cluster already up in `state_dir` (`make cluster-up`) is reused and left running.
+    A cluster already up in `state_dir` (`make cluster-up`) is reused and left running; the images
+    `make images` built since it started are imported into its node first.
     """
     if (state_dir / "state.json").exists():
         running = LocalCluster.load(state_dir)
         if running.status() and all(running.status().values()) and netns.exists(running.netns):
             old = netns.enter(running.netns)
+            node.import_images(running.node, running.image_archives())
             handle = ClusterHandle(running)
             try:
                 yield handle

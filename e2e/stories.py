@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from .harness import (
     MODEL_NAME,
     ModelDeploymentHandle,
@@ -72,8 +74,25 @@ def deploy_stable(md: ModelDeploymentHandle, model: ModelFile, analysis: dict[st
     return md.wait_condition("Ready", "True", timeout=180)
 
 
+#: How long after the operator's decision the data plane may still route the old way: the
+#: EndpointSlice controller, then kube-proxy, follow a relabelled pod (measured on the local node:
+#: the last canary answer came 0.2-0.3 s after the status write). Requests in this window may still
+#: reach the canary; none may after it.
+DATAPLANE_S = 2.0
+
+
 def start_load(md: ModelDeploymentHandle, stable_version: str, rate: float = LOAD_RATE) -> BackgroundLoad:
-    """Steady load on the model's ClusterIP; returns once the stable version answers."""
+    """Steady load on the model's ClusterIP; returns once the stable version answers.
+
+    Starts only once the Service answers at all: kube-proxy programs a new Service's endpoints a
+    moment after its pods turn Ready.
+    """
+    endpoint = md.endpoint()
+    wait_for(
+        lambda: httpx.get(f"{endpoint}/v2/health/ready", timeout=2, trust_env=False).status_code == 200,
+        30,
+        f"the Service {endpoint} to answer",
+    )
     load = BackgroundLoad(md.endpoint(), MODEL_NAME, rate=rate, concurrency=32, timeout_s=10.0).start()
     wait_for(
         lambda: load.stats.versions().get(stable_version, 0) >= WARM_ANSWERS,

@@ -24,7 +24,16 @@ from e2e.harness import (
 )
 from e2e.installed import InstalledOperator
 from e2e.loadgen import BackgroundLoad
-from e2e.stories import Outcome, deploy_stable, held_inconclusive, promoted_to, roll_out, rolled_back, start_load
+from e2e.stories import (
+    DATAPLANE_S,
+    Outcome,
+    deploy_stable,
+    held_inconclusive,
+    promoted_to,
+    roll_out,
+    rolled_back,
+    start_load,
+)
 
 from modeldeploy.localcluster.pytest_plugin import LOCAL_ONLY, ClusterHandle
 
@@ -97,8 +106,8 @@ def test_latency_slo_breach_is_rolled_back_with_zero_failed_requests(
     _assert_rolled_back_with_numbers(outcome, "canary p99 latency")
     assert stats.versions().get("3", 0) > 0, "the slow canary never took traffic"
     assert not stats.failed(), f"failed client requests: {stats.failed()[:5]}"
-    # after the decision every request is answered by stable
-    assert set(stats.versions(start=_mono(outcome, outcome.decided_at))) == {"1"}
+    # once the data plane has followed the decision, every request is answered by stable
+    assert set(stats.versions(start=_mono(outcome, outcome.decided_at + DATAPLANE_S))) == {"1"}
     latency = next(c for c in outcome.status["analysis"]["checks"] if c["metric"] == "latencyP99Ms")
     assert latency["verdict"] == "Fail"
     assert latency["value"] > 5
@@ -117,7 +126,8 @@ def test_erroring_canary_is_rolled_back_by_the_pods_provider(
         stats = load.stop()
     _assert_rolled_back_with_numbers(outcome, "canary error rate")
     assert {a.code for a in stats.failed()} == {500}, "only the erroring canary's answers failed"
-    assert not outcome.failed_after(outcome.decided_at), "requests failed after the rollback"
+    late = outcome.failed_after(outcome.decided_at + DATAPLANE_S)
+    assert not late, f"requests failed {DATAPLANE_S}s after the rollback: {late[:3]}"
 
 
 def test_class_mix_shift_is_rolled_back_by_the_behaviour_check(
@@ -153,7 +163,7 @@ def test_good_canary_is_promoted(
     assert any(c.get("verdict") == "Pass" for c in outcome.checks)
     assert not stats.failed()
     assert stats.versions().get("2", 0) > 0
-    assert set(stats.versions(start=_mono(outcome, outcome.decided_at + 1))) == {"2"}
+    assert set(stats.versions(start=_mono(outcome, outcome.decided_at + DATAPLANE_S))) == {"2"}
     history = [h["action"] for h in outcome.status["history"]]
     assert history[-1] == "Promoted"
 

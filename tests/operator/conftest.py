@@ -18,6 +18,9 @@ from tests.runtime import models
 from modeldeploy.localcluster.pytest_plugin import ClusterHandle, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+#: how long the data plane (EndpointSlice controller, then kube-proxy) may take to follow a routing
+#: change the operator has made: measured well under a second on the local node
+DATAPLANE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,21 @@ class Mdep:
             return result
 
         return wait_for(answer, timeout=15, what=f"an answer from Service {svc['metadata']['name']}")
+
+    def wait_serves(self, version: str, service: str | None = None, timeout: float = DATAPLANE_S) -> None:
+        """Every answer through the Service comes from `version`, within `timeout` of now.
+
+        After a promotion, rollback or relabelling, the EndpointSlice controller and kube-proxy
+        take a moment to move the Service's traffic: poll for the first answer from `version`,
+        then require the next ten to agree.
+        """
+        wait_for(
+            lambda: self.infer(service)["model_version"] == version,
+            timeout,
+            f"{service or self.name} to serve {version}",
+        )
+        seen = [self.infer(service)["model_version"] for _ in range(10)]
+        assert set(seen) == {version}, seen
 
 
 @pytest.fixture

@@ -108,8 +108,8 @@ def test_rollout_with_approval_to_promotion(
     assert mdep.cond("Ready")["status"] == "False"
     assert f"modeldeploy.io/approve={r2}" in mdep.cond("AwaitingApproval")["message"]
     # both revisions serve behind the endpoint; the track Services select one each
-    assert mdep.infer("clf-canary")["model_version"] == "2"
-    assert mdep.infer("clf-stable")["model_version"] == "1"
+    mdep.wait_serves("2", "clf-canary")
+    mdep.wait_serves("1", "clf-stable")
     mdep.annotate("modeldeploy.io/approve", r2)
     local_cluster.kubectl(
         "wait", "--for=condition=Ready", f"mdep/{mdep.name}", "-n", mdep.namespace, "--timeout=90s", timeout=100
@@ -120,7 +120,7 @@ def test_rollout_with_approval_to_promotion(
     approved = [h for h in st["history"] if h["action"] == "Approved"]
     assert len(approved) == 1 and approved[0]["author"] == "kubectl-annotate"
     assert [h["action"] for h in st["history"]][-1] == "Promoted"
-    assert mdep.infer()["model_version"] == "2"
+    mdep.wait_serves("2")
     # the old stable is scaled to zero after scaleDownDelay (2s)
     wait_for(
         lambda: (
@@ -162,8 +162,7 @@ def test_abort_rolls_back_and_reads_failed(
         timeout=10,
         what="canary pods out of rotation",
     )
-    for _ in range(5):
-        assert mdep.infer()["model_version"] == "1"
+    mdep.wait_serves("1")
     wait_for(
         lambda: {d["metadata"]["name"]: d["spec"]["replicas"] for d in mdep.deployments()}[f"clf-{r2}"] == 0,
         timeout=30,

@@ -308,6 +308,8 @@ def lock(netns: str) -> None:
                 f"another local cluster ({holder}) runs a node on this machine; stop it first "
                 "(`make cluster-down`, or end that test session): one kubelet per machine"
             )
+        if holder and holder != netns:  # a cluster that died without stopping: its pods may still run
+            kill_pods(None)
     LOCK_FILE.write_text(netns + "\n")
 
 
@@ -333,12 +335,14 @@ def _pids_in(cgroup_dir: Path) -> set[int]:
     return pids
 
 
-def kill_pods(f: NodeFiles, deadline_s: float = 10.0) -> list[int]:
+def kill_pods(f: NodeFiles | None, deadline_s: float = 10.0) -> list[int]:
     """SIGKILL every container process and shim of this node, then remove the kubepods cgroups.
 
     The kubelet leaves containers running when it stops, and the shims re-parent away from
-    containerd: they are found through the kubepods cgroups and the shims' `-address` argument.
+    containerd: they are found through the kubepods cgroups and the shims' `-address` argument
+    (`f` None: the shims of any local cluster, for a node that died without stopping).
     """
+    marker = str(f.socket).encode() if f is not None else str(Path("/run/modeldeploy")).encode()
     pids: set[int] = set()
     for hierarchy in CGROUP_ROOT.iterdir():
         pods = hierarchy / KUBEPODS
@@ -348,7 +352,7 @@ def kill_pods(f: NodeFiles, deadline_s: float = 10.0) -> list[int]:
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and str(f.socket).encode() in cmd:
+                if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and any(marker in arg for arg in cmd):
                     pids.add(int(entry))
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
