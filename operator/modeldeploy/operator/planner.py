@@ -17,7 +17,8 @@ The rollout, in order of precedence within one tick:
    canary without steps that becomes stable once Ready), then abort, promote-full.
 4. The canary: a failing pod (digest mismatch, crash loop) or analysis reaching `failureLimit`
    rolls it back; `spec.paused` or `inconclusiveLimit` holds it; otherwise its steps run
-   (setWeight waits for Ready pods, pause, approval, shadow as a timed hold, analysis), and after
+   (setWeight waits for Ready pods, pause, approval, analysis; a shadow step is refused as InvalidSpec
+   until mirroring is built), and after
    the last one it is scaled to full size and promoted (with analysis: on a Pass verdict only).
 
 Replica-ratio routing (the default): stable keeps its full size until promotion and
@@ -289,6 +290,12 @@ def spec_violations(md: ModelDeployment, effective: Effective, observed: Observe
     for i, s in enumerate(effective.steps):
         if s.analysis is not None and effective.analysis is None:
             out.append(f"steps[{i}] is an analysis step, but no analysis is configured (rollout.analysis)")
+        if s.shadow is not None:
+            out.append(
+                f"steps[{i}] is a shadow step, which this release does not run: mirroring live requests to the"
+                " canary and comparing answers is not built yet, and a plain hold would skip the agreement gate"
+                " it promises; remove the step (from spec.rollout.steps or the policy's defaultSteps)"
+            )
     return out
 
 
@@ -689,17 +696,6 @@ class _Tick:
                     self.advance(f"approved by {a.author}")
                     continue
                 self.await_approval(s.approval.message)
-                return
-            if s.shadow is not None:
-                d = parse_duration(s.shadow.duration)
-                if elapsed >= d:
-                    self.advance(f"shadow hold of {s.shadow.duration}")
-                    continue
-                self.requeue.append(d - elapsed)
-                self.progressing(
-                    f"shadow step: traffic mirroring is not implemented yet, so this step holds the current weight"
-                    f" for {s.shadow.duration} ({max(0, round(d - elapsed))}s left)"
-                )
                 return
             if s.analysis is not None:
                 d = parse_duration(s.analysis.duration) if s.analysis.duration else 0.0

@@ -243,7 +243,8 @@ class ApprovalStep(ApiModel):
 
 
 class ShadowStep(ApiModel):
-    """Mirror live traffic to the canary without serving its answers, and compare them with stable's."""
+    """Mirror live traffic to the canary and compare answers: not built yet. A rollout with a shadow step
+    is refused (Stalled, InvalidSpec) rather than run without its agreement gate."""
 
     percent: int = Field(default=100, ge=1, le=100)
     """Share of stable's requests mirrored to the canary."""
