@@ -273,7 +273,7 @@ class Step(ApiModel):
     approval: ApprovalStep | None = None
     """Wait for a person's approval."""
     shadow: ShadowStep | None = None
-    """Mirror traffic to the canary and compare answers."""
+    """Not built yet: refused (Stalled, InvalidSpec). Will mirror traffic to the canary and compare answers."""
     analysis: AnalysisStep | None = None
     """Hold until the analysis passes."""
 
