@@ -72,9 +72,9 @@ print_paths() {
   return 0
 }
 
-todo=()
-for p in "${parts[@]}"; do "done_$p" || todo+=("$p"); done
-if [ ${#todo[@]} -eq 0 ]; then print_paths; exit 0; fi
+pending=()
+for p in "${parts[@]}"; do "done_$p" || pending+=("$p"); done
+if [ ${#pending[@]} -eq 0 ]; then print_paths; exit 0; fi
 
 log() { echo "build-node.sh: $*" >&2; }
 die() { log "$*"; exit 2; }
@@ -289,7 +289,7 @@ build_coredns-image() {
 }
 
 mkdir -p "$work"
-for p in "${todo[@]}"; do "done_$p" || "build_$p"; done
+for p in "${pending[@]}"; do "done_$p" || "build_$p"; done
 step="done"
-log "built ${todo[*]} in $(( $(date +%s) - t0 ))s"
+log "built ${pending[*]} in $(( $(date +%s) - t0 ))s"
 print_paths

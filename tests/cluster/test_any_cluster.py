@@ -4,13 +4,13 @@ the local-only one with the one reason."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from modeldeploy.localcluster.pytest_plugin import LOCAL_ONLY, ClusterHandle
+
+from .child import run_probe
 
 pytestmark = pytest.mark.cluster
 
@@ -31,34 +31,12 @@ def test_local_only(local_only):
 
 
 def test_the_suite_runs_against_a_given_kubeconfig(local_cluster: ClusterHandle, tmp_path: Path) -> None:
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["modeldeploy.localcluster.pytest_plugin"]\n')
-    (tmp_path / "test_probe.py").write_text(PROBE)
     env = local_cluster.python_env(
         MODELDEPLOY_KUBECONFIG=str(local_cluster.kubeconfig), MODELDEPLOY_FILES_DIR=str(local_cluster.files_root)
     )
     # the child inherits this thread's network namespace, so the API server's address works as it would
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    returncode, out = run_probe(tmp_path, PROBE, env)
+    assert returncode == 0, out
     assert "1 passed, 1 skipped" in out, out
     assert LOCAL_ONLY in out and "not a local cluster" in out, out
     assert "local cluster started" not in out, out

@@ -122,9 +122,7 @@ def coredns_objects() -> list[Obj]:
 def _path(obj: Obj) -> str:
     group_version: str = obj["apiVersion"]
     base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
-    plural = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles", "ConfigMap": "configmaps"}.get(
-        obj["kind"], obj["kind"].lower() + "s"
-    )
+    plural = obj["kind"].lower() + "s"  # true of every kind applied here
     ns = obj["metadata"].get("namespace")
     return (
         f"{base}/namespaces/{ns}/{plural}/{obj['metadata']['name']}"

@@ -81,7 +81,7 @@ class ClusterHandle:
         on the local cluster, `<state>/files`; on kind, an `extraMounts` entry.
         """
         self = cls.__new__(cls)
-        self._access = Access.from_kubeconfig(kubeconfig, files_root.parent / ".kubeconfig-files")
+        self._access = Access.from_kubeconfig(kubeconfig)
         self.local = False
         self.kubeconfig = kubeconfig
         self.server = self._access.server

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import yaml
+
+from modeldeploy.operator import kube as operator_kube
 
 
 @dataclass(frozen=True)
@@ -28,32 +28,16 @@ class Access:
         return cls(server=d["server"], token=d["token"], ca_file=d["ca_file"])
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: Path, data_dir: Path) -> Access:
-        """The current context's server, CA and user (bearer token or client certificate) of a
-        kubeconfig; `*-data` fields are written to files in `data_dir`."""
-        cfg = yaml.safe_load(kubeconfig.read_text())
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == cfg["current-context"])
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u.get("user") or {} for u in cfg.get("users") or [] if u["name"] == ctx.get("user")), {})
-        data_dir.mkdir(parents=True, exist_ok=True)
-        data_dir.chmod(0o700)
-
-        def file_of(key: str) -> str:
-            src = cluster if key == "certificate-authority" else user
-            if src.get(f"{key}-data"):
-                out = data_dir / key
-                out.write_bytes(base64.b64decode(src[f"{key}-data"]))
-                out.chmod(0o600)
-                return str(out)
-            value = src.get(key) or ""
-            return str((kubeconfig.parent / value).resolve()) if value else ""
-
+    def from_kubeconfig(cls, kubeconfig: Path) -> Access:
+        """The current context's server, CA and user (bearer token or client certificate), read by
+        the operator's own kubeconfig reader."""
+        creds = operator_kube.from_kubeconfig(kubeconfig)
         return cls(
-            server=cluster["server"],
-            token=user.get("token") or "",
-            ca_file=file_of("certificate-authority"),
-            cert_file=file_of("client-certificate"),
-            key_file=file_of("client-key"),
+            server=creds.server,
+            token=creds.bearer() or "",
+            ca_file=creds.ca_file or "",
+            cert_file=creds.cert_file or "",
+            key_file=creds.key_file or "",
         )
 
     def dump(self, path: Path) -> None:
