@@ -9,6 +9,7 @@ import pytest
 
 from modeldeploy.runtime import contract as c
 from modeldeploy.runtime.config import ConfigError, parse
+from modeldeploy.runtime.limits import Limits
 from modeldeploy.runtime.loading import FetchError, fetch, normalize_digest, resolve_local
 
 BASE = ["--model-name", "m", "--model-uri", "/x.onnx"]
@@ -51,6 +52,18 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         c.ENV_LOG_LEVEL: "DEBUG",
         c.ENV_INFERENCE_THREAD: "on",
         c.ENV_DRAIN_DELAY_S: "2",
+        c.ENV_EXECUTION_PROVIDER: "cuda",
+        c.ENV_MAX_REQUEST_LINE_BYTES: "1024",
+        c.ENV_MAX_HEADER_BYTES: "2048",
+        c.ENV_MAX_HEADERS: "20",
+        c.ENV_HEADER_TIMEOUT_S: "1.5",
+        c.ENV_REQUEST_TIMEOUT_S: "9",
+        c.ENV_KEEPALIVE_TIMEOUT_S: "30",
+        c.ENV_MAX_CONNECTIONS: "64",
+        c.ENV_WRITE_BUFFER_BYTES: "65536",
+        c.ENV_MAX_TENSOR_ELEMENTS: "0",
+        c.ENV_MAX_BYTES_ELEMENTS: "100",
+        c.ENV_MAX_BYTES_TOTAL: "1000",
     }
     assert set(env) == set(c.FLAG_ENV.values())
     cfg = parse([], environ=env)
@@ -58,8 +71,11 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
     assert (cfg.host, cfg.port, cfg.max_batch_size, cfg.max_delay_ms) == ("10.244.0.7", 9000, 16, 3.5)
     assert cfg.access_log and cfg.batching and cfg.inference_thread == "on"
     assert cfg.prediction_kind == "score" and cfg.pvc_root == "/pvc" and cfg.cache_dir == "/tmp/cache"
-    cfg = parse(["--port", "7000", "--track", "shadow", "--access-log", "off"], environ=env)
-    assert (cfg.port, cfg.track, cfg.access_log) == (7000, "shadow", False)
+    assert cfg.execution_provider == "cuda"
+    assert cfg.limits == Limits(1024, 2048, 20, 1.5, 9.0, 30.0, 64, 65536, 0, 100, 1000)
+    assert cfg.limits.tensor_elements(cfg.max_body_bytes) == 1000  # 0: the body limit
+    cfg = parse(["--port", "7000", "--track", "shadow", "--access-log", "off", "--max-headers", "7"], environ=env)
+    assert (cfg.port, cfg.track, cfg.access_log, cfg.limits.max_headers) == (7000, "shadow", False, 7)
 
 
 @pytest.mark.parametrize(
@@ -73,6 +89,11 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         ([*BASE, "--prediction-kind", "both"], "--prediction-kind"),
         ([*BASE, "--inference-thread", "maybe"], "--inference-thread"),
         (["--model-name", "a/b", "--model-uri", "x"], "--model-name"),
+        ([*BASE, "--execution-provider", "rocm"], "--execution-provider"),
+        ([*BASE, "--max-connections", "0"], "--max-connections"),
+        ([*BASE, "--header-timeout-s", "0"], "--header-timeout-s"),
+        ([*BASE, "--request-timeout-s", "inf"], "--request-timeout-s"),
+        ([*BASE, "--max-tensor-elements", "-1"], "--max-tensor-elements"),
     ],
 )
 def test_refusals(argv: list[str], words: str) -> None:

@@ -50,7 +50,7 @@ def _load(cfg: Config) -> _LoadResult:
         cache_dir=cfg.cache_dir,
         max_bytes=cfg.download_max_bytes,
     )
-    model = Model.load(fetched.path, cfg.intra_op_threads, cfg.inter_op_threads)
+    model = Model.load(fetched.path, cfg.intra_op_threads, cfg.inter_op_threads, cfg.execution_provider)
     if cfg.prediction_output is not None and cfg.prediction_output not in model.outputs:
         raise ConfigError(
             f"--prediction-output {cfg.prediction_output!r} is not an output of the model "
@@ -81,7 +81,7 @@ async def serve(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
     metrics = Metrics(cfg.model_name, cfg.model_version, cfg.revision, cfg.track, cfg.prediction_kind)
     app = App(cfg, metrics)
-    server = HttpServer(app, cfg.host, cfg.port, cfg.max_body_bytes, cfg.access_log)
+    server = HttpServer(app, cfg.host, cfg.port, cfg.max_body_bytes, access_log=cfg.access_log, limits=cfg.limits)
     try:
         await server.start()
     except OSError as e:
@@ -149,7 +149,9 @@ async def serve(cfg: Config) -> int:
             threaded=threaded,
         )
     log.info(
-        "inference %s, dynamic batching %s (warm-up run %.3f ms, batch gain %.2fx)",
+        "inference on %s%s %s, dynamic batching %s (warm-up run %.3f ms, batch gain %.2fx)",
+        model.execution_provider,
+        f" (fallback: {model.requested_provider} is not available)" if model.provider_fallback else "",
         "on a worker thread" if threaded else "inline on the event loop",
         f"up to {cfg.max_batch_size} rows within {cfg.max_delay_ms:g} ms" if batching else "off",
         result.run_s * 1000,

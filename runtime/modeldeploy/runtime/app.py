@@ -8,6 +8,7 @@ their inference.
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +21,13 @@ from modeldeploy.runtime import contract as c
 from modeldeploy.runtime.batching import Batcher, Outputs, Result
 from modeldeploy.runtime.codec import DecodedRequest, InferError, decode_request, decompress, encode_response
 from modeldeploy.runtime.config import Config
+from modeldeploy.runtime.errors import new_request_id, one_line
+from modeldeploy.runtime.limits import TensorLimits
 from modeldeploy.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from modeldeploy.runtime.metrics import Metrics, class_count
 from modeldeploy.runtime.model import Model, ModelRunError
+
+log = logging.getLogger("modeldeploy.runtime")
 
 SERVER_NAME = "modeldeploy"
 SERVER_VERSION = "0.1.0"
@@ -92,6 +97,10 @@ class App:
         self._server_meta = orjson.dumps({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
         self._model_meta = b""
         self._live = Response(200, b'{"live":true}')
+        lim = cfg.limits
+        self.tensor_limits = TensorLimits(
+            lim.tensor_elements(cfg.max_body_bytes), lim.max_bytes_elements, lim.max_bytes_total
+        )
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -121,6 +130,9 @@ class App:
                     "max_batch_size": self.batcher.max_batch_size
                     if self.batcher is not None and self.batcher.max_batch_size > 1
                     else 0,
+                    "execution_provider": model.execution_provider,
+                    "execution_provider_requested": model.requested_provider,
+                    "execution_provider_fallback": model.provider_fallback,
                 },
             }
         )
@@ -159,7 +171,9 @@ class App:
                 if method != b"POST":
                     return _method_not_allowed(b"POST")
                 return self.finish(self._unknown_model(path), t0)
-            return _error(405 if self._known(path) else 404, f"{method.decode()} {path} is not served")
+            if self._known(path):
+                return _method_not_allowed(b"GET, HEAD")
+            return _error(404, f"no such endpoint: {path[:200]}")
         if path == c.HEALTH_LIVE_PATH:
             return self._live
         if path == c.HEALTH_READY_PATH:
@@ -253,7 +267,7 @@ class App:
                     raise InferError(
                         400, "Inference-Header-Content-Length must be an integer", c.REJECTION_MALFORMED
                     ) from None
-            req = decode_request(body, header_len, model.inputs, model.outputs)
+            req = decode_request(body, header_len, model.inputs, model.outputs, self.tensor_limits)
         except InferError as e:
             return self.reject(e, t0)
         if self.batcher is not None:
@@ -261,7 +275,7 @@ class App:
         try:
             outs = model.run(req.inputs)
         except ModelRunError as e:
-            return self.finish(_error(500, str(e)), t0)
+            return self.finish(_run_failed(e), t0)
         resp = self.finish(self._encode(req, outs), t0)
         resp.outputs = outs  # batch size and predictions are recorded after the write
         return resp
@@ -272,7 +286,7 @@ class App:
 
         def done(result: Result) -> None:
             if isinstance(result, ModelRunError):
-                d.resolve(self.finish(_error(500, str(result)), t0))
+                d.resolve(self.finish(_run_failed(result), t0))
             else:
                 d.resolve(self.finish(self._encode(req, result), t0))
 
@@ -293,6 +307,15 @@ class App:
         if header_len is None:
             return Response(200, body)
         return Response(200, body, OCTET, b"inference-header-content-length: %d\r\n" % header_len)
+
+
+def _run_failed(e: ModelRunError) -> Response:
+    """The model failed on input that matched its signature: a 500 whose answer names only the request
+    id; ONNX Runtime's message goes to the one log line with that id."""
+    rid = new_request_id()
+    log.error("inference failed, request id %s: %s", rid, one_line(e))
+    body = orjson.dumps({"error": f"inference failed; the server log has request id {rid}", "request_id": rid})
+    return Response(500, body, headers=b"x-request-id: %s\r\n" % rid.encode())
 
 
 def _method_not_allowed(allow: bytes) -> Response:

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from modeldeploy.runtime import contract as c
+from modeldeploy.runtime.limits import TensorLimits
 
 #: OIP datatype -> numpy dtype (BYTES: object arrays of str, which is what ONNX Runtime takes)
 OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
@@ -58,6 +59,8 @@ _LE_DTYPES: dict[str, np.dtype[Any]] = {k: v.newbyteorder("<") for k, v in OIP_T
 _ORJSON_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _U32 = struct.Struct("<I")
 _MAX_DIMS = 32
+#: no limit beyond the body's own size (library use; the server passes the configured limits)
+UNLIMITED = TensorLimits(max_elements=2**62, max_bytes_elements=2**62, max_bytes_total=2**62)
 
 
 class InferError(Exception):
@@ -129,16 +132,47 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
+class _BytesBudget:
+    """BYTES elements and their bytes left for the rest of one request (--max-bytes-*, 413)."""
+
+    __slots__ = ("bytes_left", "elements_left", "limits")
+
+    def __init__(self, limits: TensorLimits) -> None:
+        self.limits = limits
+        self.elements_left = limits.max_bytes_elements
+        self.bytes_left = limits.max_bytes_total
+
+    def take(self, name: str, elements: int, size: int) -> None:
+        self.elements_left -= elements
+        self.bytes_left -= size
+        if self.elements_left < 0:
+            raise InferError(
+                413,
+                f"input {name!r}: more than {self.limits.max_bytes_elements} BYTES elements in the request "
+                "(--max-bytes-elements)",
+                c.REJECTION_BODY_TOO_LARGE,
+            )
+        if self.bytes_left < 0:
+            raise InferError(
+                413,
+                f"input {name!r}: BYTES elements exceed {self.limits.max_bytes_total} bytes in the request "
+                "(--max-bytes-total)",
+                c.REJECTION_BODY_TOO_LARGE,
+            )
+
+
 def decode_request(
     body: bytes,
     header_length: int | None,
     inputs: Mapping[str, TensorSpec],
     outputs: Mapping[str, TensorSpec],
+    limits: TensorLimits = UNLIMITED,
 ) -> DecodedRequest:
     """Parse and check one v2 inference request against the model signature.
 
     `header_length` is the value of the `Inference-Header-Content-Length` header when present:
-    the JSON part is then `body[:header_length]` and binary tensor data follows it.
+    the JSON part is then `body[:header_length]` and binary tensor data follows it. `limits` bounds
+    each tensor's dimensions and element count (400) and the request's BYTES elements (413).
     """
     if header_length is None:
         json_part, binary = body, b""
@@ -174,6 +208,7 @@ def decode_request(
         raise bad_request("'inputs' must be a list of tensors", c.REJECTION_MALFORMED)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     offset = 0
+    budget = _BytesBudget(limits)
     for t in raw_inputs:
         if type(t) is not dict:
             raise bad_request("each entry of 'inputs' must be an object", c.REJECTION_MALFORMED)
@@ -187,7 +222,7 @@ def decode_request(
             )
         if name in arrays:
             raise bad_request(f"input {name!r} is given twice", c.REJECTION_MALFORMED)
-        arr, used = _decode_tensor(t, spec, binary, offset)
+        arr, used = _decode_tensor(t, spec, binary, offset, budget)
         offset += used
         arrays[name] = arr
     if offset != len(binary):
@@ -240,15 +275,25 @@ def _decode_outputs(raw: Any, outputs: Mapping[str, TensorSpec], binary_default:
     return result
 
 
-def _check_shape(raw_shape: Any, spec: TensorSpec) -> tuple[tuple[int, ...], int]:
+def _check_shape(raw_shape: Any, spec: TensorSpec, max_elements: int) -> tuple[tuple[int, ...], int]:
     if type(raw_shape) is not list or len(raw_shape) > _MAX_DIMS:
         raise bad_request(f"input {spec.name!r}: 'shape' must be a list of integers", c.REJECTION_SHAPE)
+    nonzero = 1
     for d in raw_shape:
         if type(d) is not int or d < 0:
             raise bad_request(
-                f"input {spec.name!r}: 'shape' must be a list of non-negative integers, got {raw_shape}",
+                f"input {spec.name!r}: 'shape' must be a list of non-negative integers, got {_short_shape(raw_shape)}",
                 c.REJECTION_SHAPE,
             )
+        if d:
+            nonzero *= d
+            if nonzero > max_elements:
+                # also with a zero dimension: numpy and the model would size buffers by the others
+                raise bad_request(
+                    f"input {spec.name!r}: shape {_short_shape(raw_shape)} is over the limit of {max_elements} "
+                    "elements (--max-tensor-elements)",
+                    c.REJECTION_SHAPE,
+                )
     shape = tuple(raw_shape)
     expected = spec.shape
     if expected is not None and (
@@ -261,7 +306,14 @@ def _check_shape(raw_shape: Any, spec: TensorSpec) -> tuple[tuple[int, ...], int
     return shape, math.prod(shape)
 
 
-def _decode_tensor(t: dict[str, Any], spec: TensorSpec, binary: bytes, offset: int) -> tuple[np.ndarray[Any, Any], int]:
+def _short_shape(raw_shape: list[Any]) -> str:
+    text = str(raw_shape)
+    return text if len(text) <= 200 else text[:200] + "...]"
+
+
+def _decode_tensor(
+    t: dict[str, Any], spec: TensorSpec, binary: bytes, offset: int, budget: _BytesBudget
+) -> tuple[np.ndarray[Any, Any], int]:
     name = spec.name
     dt = t.get("datatype")
     if dt != spec.datatype:
@@ -272,7 +324,9 @@ def _decode_tensor(t: dict[str, Any], spec: TensorSpec, binary: bytes, offset: i
         raise bad_request(
             f"input {name!r}: datatype {dt} does not match the model's {spec.datatype}", c.REJECTION_DATATYPE
         )
-    shape, count = _check_shape(t.get("shape"), spec)
+    shape, count = _check_shape(t.get("shape"), spec, budget.limits.max_elements)
+    if spec.datatype == "BYTES":
+        budget.take(name, count, 0)
     params = t.get("parameters")
     size = None
     if params is not None:
@@ -291,15 +345,17 @@ def _decode_tensor(t: dict[str, Any], spec: TensorSpec, binary: bytes, offset: i
                 f"input {name!r}: binary_data_size {size} runs past the end of the body", c.REJECTION_MALFORMED
             )
         chunk = binary[offset : offset + size]
+        if spec.datatype == "BYTES":
+            budget.take(name, 0, max(0, size - 4 * count))
         return _from_binary(chunk, spec, shape, count), size
     if "data" not in t:
         raise bad_request(f"input {name!r} has no 'data'", c.REJECTION_DATA)
-    return _from_json(t["data"], spec, shape, count), 0
+    return _from_json(t["data"], spec, shape, count, budget), 0
 
 
 def _from_binary(chunk: bytes, spec: TensorSpec, shape: tuple[int, ...], count: int) -> np.ndarray[Any, Any]:
     if spec.datatype == "BYTES":
-        items = deserialize_bytes(chunk, spec.name)
+        items = deserialize_bytes(chunk, spec.name, count)
         if len(items) != count:
             raise bad_request(
                 f"input {spec.name!r}: {len(items)} elements in binary data, shape {list(shape)} needs {count}",
@@ -319,7 +375,9 @@ def _from_binary(chunk: bytes, spec: TensorSpec, shape: tuple[int, ...], count: 
     return arr.reshape(shape)
 
 
-def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int) -> np.ndarray[Any, Any]:
+def _from_json(
+    data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int, budget: _BytesBudget
+) -> np.ndarray[Any, Any]:
     if type(data) is not list:
         data = [data]
     if spec.datatype == "BYTES":
@@ -329,6 +387,7 @@ def _from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int) 
                 f"input {spec.name!r}: {len(flat)} elements in 'data', shape {list(shape)} needs {count}",
                 c.REJECTION_DATA,
             )
+        budget.take(spec.name, 0, sum(len(v) for v in flat if type(v) is str))
         return _strings(flat, spec.name).reshape(shape)
     dtype = spec.dtype
     arr = _flat_numeric(data, spec.datatype, dtype, count)
@@ -428,11 +487,15 @@ def _strings(items: Sequence[Any], name: str) -> np.ndarray[Any, Any]:
     return arr
 
 
-def deserialize_bytes(chunk: bytes, name: str = "?") -> list[bytes]:
-    """The binary form of a BYTES tensor: each element is a 4-byte little-endian length, then the bytes."""
+def deserialize_bytes(chunk: bytes, name: str = "?", most: int | None = None) -> list[bytes]:
+    """The binary form of a BYTES tensor: each element is a 4-byte little-endian length, then the bytes.
+    Stops after `most` + 1 elements (the caller reports the miscount) so that a body of empty elements
+    cannot make a list larger than asked for."""
     items: list[bytes] = []
     i, n = 0, len(chunk)
     while i < n:
+        if most is not None and len(items) > most:
+            break
         if i + 4 > n:
             raise bad_request(f"input {name!r}: truncated length prefix in BYTES data", c.REJECTION_DATA)
         (ln,) = _U32.unpack_from(chunk, i)

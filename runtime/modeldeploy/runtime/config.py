@@ -6,10 +6,11 @@ import argparse
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modeldeploy.runtime import contract as c
+from modeldeploy.runtime import limits as lim
 
 
 class ConfigError(Exception):
@@ -41,6 +42,8 @@ class Config:
     log_level: str = "INFO"
     inference_thread: str = c.DEFAULT_INFERENCE_THREAD
     drain_delay_s: float = c.DEFAULT_DRAIN_DELAY_S
+    execution_provider: str = c.DEFAULT_EXECUTION_PROVIDER
+    limits: lim.Limits = field(default_factory=lim.Limits)
 
     @property
     def batching(self) -> bool:
@@ -91,6 +94,13 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         _nonneg_float,
         "on SIGTERM, keep accepting this long with readiness 503 before closing the listener (default 0)",
     ),
+    (
+        "--execution-provider",
+        "execution_provider",
+        str,
+        f"ONNX Runtime execution provider, one of {', '.join(c.EXECUTION_PROVIDERS)} (default "
+        f"{c.DEFAULT_EXECUTION_PROVIDER}); falls back to cpu, saying so, when it is not available",
+    ),
     ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
     ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),
     ("--access-log", "access_log", _bool, "log one line per request (no payloads); off by default"),
@@ -108,6 +118,10 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
 ]
 
 
+def _all_options() -> list[tuple[str, str, Callable[[str], Any], str]]:
+    return _OPTIONS + [(flag, dest, lim.converter(flag, kind), help_) for flag, dest, kind, help_ in lim.FLAGS]
+
+
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     ap = argparse.ArgumentParser(
@@ -115,11 +129,11 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         description="modeldeploy ONNX Runtime server on the Open Inference Protocol v2 (REST). "
         "Every flag has an environment variable twin; flags win.",
     )
-    for flag, dest, _conv, help_ in _OPTIONS:
+    for flag, dest, _conv, help_ in _all_options():
         ap.add_argument(flag, dest=dest, default=None, help=f"{help_} [env {c.FLAG_ENV[flag]}]")
     ns = ap.parse_args(argv)
     values: dict[str, Any] = {}
-    for flag, dest, conv, _help in _OPTIONS:
+    for flag, dest, conv, _help in _all_options():
         raw = getattr(ns, dest)
         source = flag
         if raw is None:
@@ -141,6 +155,10 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         raise ConfigError(f"--prediction-kind must be one of {c.PREDICTION_KINDS}")
     if values.get("inference_thread", c.DEFAULT_INFERENCE_THREAD) not in c.INFERENCE_THREAD_MODES:
         raise ConfigError(f"--inference-thread must be one of {c.INFERENCE_THREAD_MODES}")
+    if values.get("execution_provider", c.DEFAULT_EXECUTION_PROVIDER) not in c.EXECUTION_PROVIDERS:
+        raise ConfigError(f"--execution-provider must be one of {c.EXECUTION_PROVIDERS}")
+    limit_fields = {dest for _f, dest, _k, _h in lim.FLAGS}
+    values["limits"] = lim.Limits(**{k: values.pop(k) for k in list(values) if k in limit_fields})
     if "/" in values["model_name"] or "?" in values["model_name"]:
         raise ConfigError("--model-name must not contain '/' or '?'")
     if not values.get("cache_dir"):

@@ -41,6 +41,19 @@ ENV_PVC_ROOT: Final = "MODELDEPLOY_PVC_ROOT"
 ENV_LOG_LEVEL: Final = "MODELDEPLOY_LOG_LEVEL"
 ENV_INFERENCE_THREAD: Final = "MODELDEPLOY_INFERENCE_THREAD"
 ENV_DRAIN_DELAY_S: Final = "MODELDEPLOY_DRAIN_DELAY_S"
+ENV_EXECUTION_PROVIDER: Final = "MODELDEPLOY_EXECUTION_PROVIDER"
+# request limits (runtime/limits.py says what each bounds and answers)
+ENV_MAX_REQUEST_LINE_BYTES: Final = "MODELDEPLOY_MAX_REQUEST_LINE_BYTES"
+ENV_MAX_HEADER_BYTES: Final = "MODELDEPLOY_MAX_HEADER_BYTES"
+ENV_MAX_HEADERS: Final = "MODELDEPLOY_MAX_HEADERS"
+ENV_HEADER_TIMEOUT_S: Final = "MODELDEPLOY_HEADER_TIMEOUT_S"
+ENV_REQUEST_TIMEOUT_S: Final = "MODELDEPLOY_REQUEST_TIMEOUT_S"
+ENV_KEEPALIVE_TIMEOUT_S: Final = "MODELDEPLOY_KEEPALIVE_TIMEOUT_S"
+ENV_MAX_CONNECTIONS: Final = "MODELDEPLOY_MAX_CONNECTIONS"
+ENV_WRITE_BUFFER_BYTES: Final = "MODELDEPLOY_WRITE_BUFFER_BYTES"
+ENV_MAX_TENSOR_ELEMENTS: Final = "MODELDEPLOY_MAX_TENSOR_ELEMENTS"
+ENV_MAX_BYTES_ELEMENTS: Final = "MODELDEPLOY_MAX_BYTES_ELEMENTS"
+ENV_MAX_BYTES_TOTAL: Final = "MODELDEPLOY_MAX_BYTES_TOTAL"
 
 #: flag -> environment variable, for documentation and for the operator's pod templates.
 FLAG_ENV: Final[dict[str, str]] = {
@@ -67,6 +80,18 @@ FLAG_ENV: Final[dict[str, str]] = {
     "--log-level": ENV_LOG_LEVEL,
     "--inference-thread": ENV_INFERENCE_THREAD,
     "--drain-delay-s": ENV_DRAIN_DELAY_S,
+    "--max-request-line-bytes": ENV_MAX_REQUEST_LINE_BYTES,
+    "--max-header-bytes": ENV_MAX_HEADER_BYTES,
+    "--max-headers": ENV_MAX_HEADERS,
+    "--header-timeout-s": ENV_HEADER_TIMEOUT_S,
+    "--request-timeout-s": ENV_REQUEST_TIMEOUT_S,
+    "--keepalive-timeout-s": ENV_KEEPALIVE_TIMEOUT_S,
+    "--max-connections": ENV_MAX_CONNECTIONS,
+    "--write-buffer-bytes": ENV_WRITE_BUFFER_BYTES,
+    "--max-tensor-elements": ENV_MAX_TENSOR_ELEMENTS,
+    "--max-bytes-elements": ENV_MAX_BYTES_ELEMENTS,
+    "--max-bytes-total": ENV_MAX_BYTES_TOTAL,
+    "--execution-provider": ENV_EXECUTION_PROVIDER,
 }
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -98,6 +123,10 @@ INFERENCE_THREAD_AUTO_S: Final = 0.002
 BATCH_MIN_GAIN: Final = 1.3
 BATCH_PROBE_ROWS: Final = 8
 PREDICTION_KINDS: Final = ("class", "score")
+#: ONNX Runtime execution provider asked for; when it is not available the runtime falls back to CPU,
+#: says so in its log and in GET /v2/models/{name} (parameters.execution_provider)
+EXECUTION_PROVIDERS: Final = ("cpu", "cuda", "tensorrt")
+DEFAULT_EXECUTION_PROVIDER: Final = "cpu"
 DEFAULT_PREDICTION_KIND: Final = "class"
 
 # --- exit codes -------------------------------------------------------------------------------

@@ -6,6 +6,14 @@ answered in order, chunked request bodies, `Expect: 100-continue`, a body limit 
 413 before the body is buffered, idle connections closed after a keep-alive timeout, and a
 graceful drain: stop listening, answer in-flight requests with `connection: close`, close idle
 connections, finish when no connection is left or the grace period is over.
+
+Hostile clients are bounded by `limits.Limits`: the request target (414), header bytes and count
+(431, counted before httptools has gathered a whole header value), the time to receive the headers
+and the whole request (408, total, not since the last byte), a connection cap (503 and close) and
+write-side flow control: once a connection's unsent answers pass the write buffer limit (or too many
+answers wait for inference), parsed requests wait in a backlog unanswered and reading pauses, until
+the client has read enough. A connection whose answers stay unread past the request timeout is
+aborted. Nothing a client sends reaches the log as a traceback.
 """
 
 from __future__ import annotations
@@ -21,21 +29,34 @@ import httptools
 import orjson
 
 from modeldeploy.runtime.app import App, Response
+from modeldeploy.runtime.errors import internal_error, safe_path
+from modeldeploy.runtime.limits import Limits
 
 log = logging.getLogger("modeldeploy.runtime")
 access_log = logging.getLogger("modeldeploy.runtime.access")
 
-KEEPALIVE_TIMEOUT_S = 75.0  # longer than the usual load balancer idle timeout (60 s)
 DRAIN_IDLE_S = 0.2  # while draining, a connection idle this long is closed
-REQUEST_TIMEOUT_S = 60.0  # a request whose bytes stop arriving this long is answered 408
-MAX_PIPELINED = 64
+MAX_PIPELINED = 64  # answers waiting for inference on one connection before requests wait unparsed
+_PARSE_SLICE = 4 * 1024  # bytes parsed at a time while requests may pile up in the backlog
+_TURN = 2  # pipelined requests answered per connection before other connections get a turn
 _HEADERS_WANTED = frozenset({b"content-length", b"inference-header-content-length", b"content-encoding", b"expect"})
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+def _header_bytes_message(limits: Limits) -> str:
+    return f"request headers exceed the limit of {limits.max_header_bytes} bytes (--max-header-bytes)"
+
+
 def _status_line(status: int) -> bytes:
     return _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+
+
+class _RefusedError(Exception):
+    """Raised inside a parser callback after the connection was answered and closed: stop parsing."""
+
+
+_Request = tuple[bytes, str, bytes, dict[bytes, bytes], float, bool]  # method, path, body, headers, t0, close
 
 
 class _Slot:
@@ -65,17 +86,38 @@ class HttpProtocol(asyncio.Protocol):
         self.pending: deque[_Slot] = deque()
         self.closing = False
         self.paused = False
+        self.write_paused_at: float | None = None
+        self.backlog: deque[_Request] = deque()
+        self.unparsed = b""  # received while requests waited in the backlog
+        self.turn = 0  # requests dispatched in this turn of the loop
+        self.body_expected = 0  # the content-length of the message being received
+        self.turn_scheduled = False
+        self.rejected = False
+        self.peer_done = False  # the client half-closed: close once its answers are written
         self.last_active = 0.0
+        self.in_head = False
+        self.head_bytes = 0
+        self.header_count = 0
+        self.header_bytes = 0
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.last_active = self.server.loop.time()
+        if len(self.server.connections) >= self.server.limits.max_connections:
+            self.rejected = True  # answered 503 once the client speaks (or closed by the sweep)
+            self.server.rejected.add(self)
+            return
+        high = self.server.limits.write_buffer_bytes
+        self.transport.set_write_buffer_limits(high=high, low=high // 4)
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.rejected.discard(self)
+        self.backlog.clear()
+        self.unparsed = b""
         if self.in_message:
             self.server.receiving -= 1
             self.in_message = False
@@ -85,13 +127,69 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.rejected:
+            n = self.server.limits.max_connections
+            self._fatal(503, f"the server is at its limit of {n} connections (--max-connections)")
+            return
         self.last_active = self.server.loop.time()
+        self.turn = 0
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Parse `data` in slices; once requests wait in the backlog, keep the rest unparsed (reading
+        is paused then) so that one read of tiny pipelined requests cannot hold the loop for long."""
+        was_in_head = self.in_head
+        n = fed = len(data)
         try:
-            self.parser.feed_data(data)
+            if n <= _PARSE_SLICE:
+                self.parser.feed_data(data)
+            else:
+                view = memoryview(data)
+                i = 0
+                while i < n:
+                    # a slice, plus the rest of a body being received (large bodies go in one piece)
+                    step = _PARSE_SLICE
+                    if self.in_message and not self.in_head:
+                        step += max(0, self.body_expected - self.body_size)
+                    self.parser.feed_data(view[i : i + step])
+                    i += step
+                    if self.backlog and not self.closing and i < n:
+                        self.unparsed = bytes(view[i:])
+                        fed = i
+                        break
         except httptools.HttpParserUpgrade:
             self._fatal(400, "protocol upgrades are not supported")
+        except httptools.HttpParserCallbackError as e:
+            if not self.closing:  # not one of our refusals: a bug in a callback
+                self._internal("parsing a request", e.__context__ or e)
         except httptools.HttpParserError as e:
-            self._fatal(400, f"malformed HTTP request: {e}")
+            self._fatal(400, f"malformed HTTP request: {str(e)[:200]}")
+        if was_in_head and self.in_head and not self.closing:
+            # httptools gathers a header's value before calling on_header: count what it holds
+            self.head_bytes += fed
+            limits = self.server.limits
+            if self.head_bytes > limits.max_header_bytes + limits.max_request_line_bytes:
+                self._fatal(431, _header_bytes_message(limits))
+
+    def eof_received(self) -> bool | None:
+        """A half-closed client still gets the answers to the requests it completed, then a close."""
+        if self.in_message or self.rejected or self.is_idle():
+            return None  # the transport closes
+        self.peer_done = True
+        return True
+
+    def pause_writing(self) -> None:
+        """The transport's unsent bytes passed the write buffer limit: answer nothing more, read nothing."""
+        self.write_paused_at = self.server.loop.time()
+        self._set_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused_at = None
+        self._run_backlog()
+        t = self.transport
+        if (self.server.draining or self.peer_done) and self.is_idle() and t is not None and not t.is_closing():
+            self.closing = True
+            t.close()
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -103,26 +201,47 @@ class HttpProtocol(asyncio.Protocol):
         self.body_size = 0
         self.too_large = False
         self.in_message = True
+        self.in_head = True
+        self.head_bytes = 0
+        self.header_count = 0
+        self.header_bytes = 0
         self.server.receiving += 1
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        limit = self.server.limits.max_request_line_bytes
+        if len(self.url) > limit:
+            self._fatal(414, f"request target exceeds the limit of {limit} bytes (--max-request-line-bytes)")
+            raise _RefusedError
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        self.header_bytes += len(name) + len(value)
+        limits = self.server.limits
+        if self.header_count > limits.max_headers:
+            self._fatal(431, f"more than {limits.max_headers} header fields (--max-headers)")
+            raise _RefusedError
+        if self.header_bytes > limits.max_header_bytes:
+            self._fatal(
+                431, f"request headers exceed the limit of {limits.max_header_bytes} bytes (--max-header-bytes)"
+            )
+            raise _RefusedError
         n = name.lower()
         if n in _HEADERS_WANTED:
             self.headers[n] = value
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         cl = self.headers.get(b"content-length")
-        if cl is not None and cl.isdigit() and int(cl) > self.server.max_body_bytes:
+        self.body_expected = int(cl) if cl is not None and cl.isdigit() else 0
+        if self.body_expected > self.server.max_body_bytes:
+            # refuse now rather than read a body that will never be served (the client may be waiting
+            # for 100-continue, or be a hostile one sending gigabytes); the connection closes
             self.too_large = True
-            if self.headers.get(b"expect", b"").lower() == b"100-continue":
-                # the client waits for our word before sending the body: refuse it now
-                self._respond_now(self.app.body_too_large(self._path(), self.t0), close=True)
-                self._message_done()
-                self.closing = True
-            return
+            self._respond_now(self.app.body_too_large(self._path(), self.t0), close=True)
+            self._message_done()
+            self.closing = True
+            raise _RefusedError
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport is not None:
             self.transport.write(_CONTINUE)
 
@@ -147,12 +266,25 @@ class HttpProtocol(asyncio.Protocol):
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body = []
-        method = self.parser.get_method()
+        request = (self.parser.get_method(), path, body, self.headers, self.t0, close)
+        if self.backlog or self._blocked() or self.turn >= _TURN:
+            # the client is not reading its answers (or many wait for inference, or it pipelines many
+            # at once): hold the parsed request, not its answer, and read no more until the answers
+            # drain; pipelined requests are answered a few per turn of the loop, fair to other clients
+            self.backlog.append(request)
+            self._set_reading()
+            self._schedule_turn()
+            return
+        self._dispatch(request)
+
+    def _dispatch(self, request: _Request) -> None:
+        method, path, body, headers, t0, close = request
+        self.turn += 1
         try:
-            result = self.app.handle(method, path, body, self.headers, self.t0)
-        except Exception:  # a bug, not the client's fault: answer 500 and keep serving
-            log.exception("unhandled error on %s", path)
-            result = Response(500, b'{"error":"internal server error"}')
+            result = self.app.handle(method, path, body, headers, t0)
+        except Exception as e:  # a bug, not the client's fault: one log line, a 500, keep serving
+            rid, err = internal_error(f"{method.decode('latin-1')} {safe_path(path)}", e)
+            result = Response(500, err, headers=b"x-request-id: %s\r\n" % rid.encode())
         if isinstance(result, Response):
             if method == b"HEAD":
                 result = Response(result.status, b"", result.content_type, result.headers)
@@ -163,10 +295,47 @@ class HttpProtocol(asyncio.Protocol):
             return
         slot = _Slot()
         self.pending.append(slot)
-        if len(self.pending) > MAX_PIPELINED and not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-            self.paused = True
+        self._set_reading()
         result.callback = lambda r: self._complete(slot, r, close)
+
+    def _blocked(self) -> bool:
+        return self.write_paused_at is not None or len(self.pending) >= MAX_PIPELINED
+
+    def _set_reading(self) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        pause = self._blocked() or bool(self.backlog) or bool(self.unparsed)
+        if pause and not self.paused:
+            t.pause_reading()
+            self.paused = True
+        elif not pause and self.paused:
+            t.resume_reading()
+            self.paused = False
+
+    def _schedule_turn(self) -> None:
+        if not self.turn_scheduled and not self._blocked() and not self.closing:
+            self.turn_scheduled = True
+            self.server.loop.call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self.turn_scheduled = False
+        self.turn = 0
+        self._run_backlog()
+
+    def _run_backlog(self) -> None:
+        while not self._blocked() and not self.closing:
+            if self.turn >= _TURN:
+                self._schedule_turn()
+                break
+            if self.backlog:
+                self._dispatch(self.backlog.popleft())
+            elif self.unparsed:
+                data, self.unparsed = self.unparsed, b""
+                self._feed(data)
+            else:
+                break
+        self._set_reading()
 
     # ------------------------------------------------------------------ responses
 
@@ -219,13 +388,16 @@ class HttpProtocol(asyncio.Protocol):
                 written.append(s.resp)
             if s.close:
                 self.pending.clear()
+                self.backlog.clear()
+                self.unparsed = b""
                 break
-        if self.paused and len(self.pending) < MAX_PIPELINED // 4 and self.transport is not None:
-            self.transport.resume_reading()
-            self.paused = False
         t = time.perf_counter()
         for resp in written:
             self.app.after_write(resp, t)
+        if self.backlog or self.unparsed:
+            self._run_backlog()
+        elif self.paused:
+            self._set_reading()
 
     def _write(self, data: bytes, close: bool) -> None:
         t = self.transport
@@ -233,42 +405,103 @@ class HttpProtocol(asyncio.Protocol):
             return
         t.write(data)
         self.last_active = self.server.loop.time()
-        if close or (self.server.draining and not self.in_message and not self.pending):
+        if close or ((self.server.draining or self.peer_done) and self.is_idle()):
             self.closing = True
             t.close()
 
     def _fatal(self, status: int, message: str) -> None:
+        """Answer `status` at once, ahead of anything unsent, and close: the connection is not trusted."""
         self._message_done()
+        self.in_head = False
         r = Response(status, orjson.dumps({"error": message}))
         self.pending.clear()
-        self._write(self._render(r, True), True)
+        self.backlog.clear()
+        self.unparsed = b""
+        self.closing = True
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(self._render(r, True))
+            t.close()
+
+    def _internal(self, what: str, e: BaseException) -> None:
+        self._message_done()
+        rid, body = internal_error(what, e)
+        self.pending.clear()
+        self.backlog.clear()
+        self.unparsed = b""
+        self.closing = True
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(self._render(Response(500, body, headers=b"x-request-id: %s\r\n" % rid.encode()), True))
+            t.close()
 
     # ------------------------------------------------------------------ idle handling
 
     def is_idle(self) -> bool:
-        return not self.in_message and not self.pending
+        return (
+            not self.in_message
+            and not self.pending
+            and not self.backlog
+            and not self.unparsed
+            and self.write_paused_at is None
+        )
 
-    def close_if_idle(self, idle_for: float) -> None:
-        if self.transport is None or self.transport.is_closing():
+    def sweep(self, now: float, idle_for: float) -> None:
+        """Close or answer a connection past one of its timeouts (`now`: the loop's clock)."""
+        t = self.transport
+        if t is None:
             return
-        quiet = self.server.loop.time() - self.last_active
-        if self.is_idle() and quiet >= idle_for:
+        limits = self.server.limits
+        if self.write_paused_at is not None and now - self.write_paused_at >= limits.request_timeout_s:
+            # answers left unread this long (also on a connection closing after them): the client is
+            # gone or hostile
             self.closing = True
-            self.transport.close()
-        elif self.in_message and quiet >= REQUEST_TIMEOUT_S:
-            # a request that stopped arriving half-way (a stalled or slowloris client)
-            self._fatal(408, f"no request data for {REQUEST_TIMEOUT_S:g} s")
+            t.abort()
+            return
+        if t.is_closing():
+            return
+        quiet = now - self.last_active
+        if self.rejected:
+            if quiet >= min(limits.header_timeout_s, idle_for):
+                self.closing = True
+                t.close()
+            return
+        if self.is_idle():
+            if quiet >= idle_for:
+                self.closing = True
+                t.close()
+            return
+        if self.in_message:
+            took = time.perf_counter() - self.t0
+            if self.in_head and took >= limits.header_timeout_s:
+                self._fatal(
+                    408, f"request headers not received within {limits.header_timeout_s:g} s (--header-timeout-s)"
+                )
+            elif took >= limits.request_timeout_s:
+                self._fatal(408, f"request not received within {limits.request_timeout_s:g} s (--request-timeout-s)")
 
 
 class HttpServer:
-    def __init__(self, app: App, host: str, port: int, max_body_bytes: int, access_log: bool = False) -> None:
+    def __init__(
+        self,
+        app: App,
+        host: str,
+        port: int,
+        max_body_bytes: int,
+        *,
+        access_log: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.limits = limits or Limits()
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpProtocol] = set()
+        #: connections past --max-connections, answered 503 and closed
+        self.rejected: set[HttpProtocol] = set()
         self.receiving = 0
         self.draining = False
         self._server: asyncio.base_events.Server | None = None
@@ -279,7 +512,7 @@ class HttpServer:
         self._server = await self.loop.create_server(
             lambda: HttpProtocol(self), self.host, self.port, backlog=4096, reuse_address=True
         )
-        self._schedule_sweep(5.0)
+        self._schedule_sweep(self.limits.sweep_every_s())
 
     def bound_port(self) -> int:
         assert self._server is not None
@@ -290,11 +523,12 @@ class HttpServer:
         self._sweeper = self.loop.call_later(every, self._sweep)
 
     def _sweep(self) -> None:
-        idle = DRAIN_IDLE_S if self.draining else KEEPALIVE_TIMEOUT_S
-        for conn in list(self.connections):
-            conn.close_if_idle(idle)
+        idle = DRAIN_IDLE_S if self.draining else self.limits.keepalive_timeout_s
+        now = self.loop.time()
+        for conn in [*self.connections, *self.rejected]:
+            conn.sweep(now, idle)
         self.check_drained()
-        self._schedule_sweep(DRAIN_IDLE_S / 2 if self.draining else 5.0)
+        self._schedule_sweep(DRAIN_IDLE_S / 2 if self.draining else self.limits.sweep_every_s())
 
     def begin_drain(self) -> None:
         """Stop listening; in-flight requests finish and their connections close after the answer."""
@@ -319,7 +553,7 @@ class HttpServer:
             return False
 
     def close_all(self) -> None:
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self.rejected]:
             if conn.transport is not None:
                 conn.transport.abort()
         if self._sweeper is not None:

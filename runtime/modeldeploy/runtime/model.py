@@ -22,7 +22,8 @@ class ModelLoadError(Exception):
 
 
 class ModelRunError(Exception):
-    """session.run failed on input that matched the signature: the model's fault, a 500."""
+    """session.run failed on input that matched the signature: the model's fault, a 500 (the
+    canary analysis counts it), logged in one line with a request id."""
 
 
 def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
@@ -36,6 +37,24 @@ def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.Session
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return so
+
+
+#: --execution-provider -> the ONNX Runtime provider names to ask for, best first (CPU always last)
+PROVIDER_CHAINS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+_PROVIDER_FLAG = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt",
+}
+
+
+def _providers(requested: str) -> list[str]:
+    available = set(ort.get_available_providers())
+    return [p for p in PROVIDER_CHAINS[requested] if p in available or p == "CPUExecutionProvider"]
 
 
 def _spec(arg: Any) -> TensorSpec:
@@ -55,17 +74,36 @@ class Model:
     output_names: list[str]
     #: every input and output has a dynamic first dimension: requests can be stacked on axis 0
     batchable: bool
+    #: the execution provider the session runs on (cpu, cuda, tensorrt) and the one asked for
+    execution_provider: str = "cpu"
+    requested_provider: str = "cpu"
+
+    @property
+    def provider_fallback(self) -> bool:
+        return self.execution_provider != self.requested_provider
 
     @classmethod
-    def load(cls, path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> Model:
+    def load(
+        cls, path: Path, intra_op_threads: int = 1, inter_op_threads: int = 1, execution_provider: str = "cpu"
+    ) -> Model:
+        chain = _providers(execution_provider)
         try:
             sess = ort.InferenceSession(
                 str(path),
                 sess_options=session_options(intra_op_threads, inter_op_threads),
-                providers=["CPUExecutionProvider"],
+                providers=chain,
             )
         except Exception as e:
             raise ModelLoadError(f"onnxruntime cannot load {path}: {e}") from e
+        # a provider that is installed but cannot start (no driver, no device) is dropped by the session
+        effective = _PROVIDER_FLAG.get(sess.get_providers()[0], "cpu")
+        if effective != execution_provider:
+            log.warning(
+                "execution provider %s requested but not available (onnxruntime offers %s): running on %s",
+                execution_provider,
+                ", ".join(ort.get_available_providers()),
+                effective,
+            )
         inputs = {a.name: _spec(a) for a in sess.get_inputs()}
         outputs: dict[str, TensorSpec] = {}
         for a in sess.get_outputs():
@@ -79,7 +117,7 @@ class Model:
             s.shape is not None and len(s.shape) >= 1 and s.shape[0] == -1
             for s in (*inputs.values(), *outputs.values())
         )
-        return cls(sess, inputs, outputs, list(outputs), batchable)
+        return cls(sess, inputs, outputs, list(outputs), batchable, effective, execution_provider)
 
     def warmup_feed(self, batch: int = 1) -> dict[str, np.ndarray[Any, Any]]:
         """Zeros (empty strings for BYTES) shaped by the signature, dynamic dims set to 1 (axis 0: batch)."""
