@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "modeldeploy" / "operator" / "analysis"
-PURE = ("stats", "judge", "measure", "promql", "samples", "target")
+PURE = (
+    "stats",
+    "sequential",
+    "evidence",
+    "rates",
+    "latency",
+    "behaviour",
+    "judge",
+    "measure",
+    "promql",
+    "samples",
+    "target",
+)
 FORBIDDEN = ("httpx", "kopf", "kubernetes", "prometheus_client", "asyncio", "socket", "requests", "urllib")
 
 

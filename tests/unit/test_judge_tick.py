@@ -141,7 +141,6 @@ async def test_tick_pass_records_everything() -> None:
     assert set(status.arms) == {"stable", "canary"}
     assert status.arms["canary"].requests == 1000
     assert {c.metric for c in status.checks} == {
-        "minRequests",
         "latencyP99Ms",
         "errorRatePercent",
         "errorRateDelta",
@@ -150,7 +149,7 @@ async def test_tick_pass_records_everything() -> None:
     }
     assert set(status.queries) == {"requests", "latency", "classes", "scores", "rejections", "metric:custom-one"}
     assert 'revision="canary1"' in status.queries["metric:custom-one"]
-    assert status.message.startswith("Pass: all 6 checks")
+    assert status.message.startswith("Pass: all 5 checks")
 
 
 async def test_tick_fail_counts_and_explains() -> None:
@@ -158,8 +157,8 @@ async def test_tick_fail_counts_and_explains() -> None:
     status = await _tick(prometheus_answers(100), analysis_spec(), previous)
     assert status.verdict == "Fail"
     assert status.consecutive_failures == 2
-    assert "canary error rate (100 errors) 10% > limit 1%" in status.message
-    assert "canary n=1000, stable n=1000, window 30s" in status.message
+    assert "canary error rate 10% > limit 1%" in status.message
+    assert "canary n=1000, stable n=1000, over 30s" in status.message
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,8 @@ class Operator:
                 model=md.spec.model.name,
                 stable=Arm(status.stable.revision, ready_pod_urls(pods, status.stable.revision)),
                 canary=Arm(status.canary.revision, ready_pod_urls(pods, status.canary.revision)),
+                since=parse_time(status.canary.step_started_at),
+                phases=len(effective.steps) + 1,
             )
             try:
                 verdict = await self.analyser.tick(effective.analysis, target, status.analysis, now)

@@ -11,7 +11,7 @@ from ..api.base import format_duration, parse_duration
 from ..api.spec import Analysis
 from ..api.status import AnalysisStatus, Verdict
 from .judge import judge, provider_error
-from .providers import Provider, ProviderError
+from .providers import Provider, ProviderError, span_seconds
 from .providers.pods import PodsMetrics
 from .providers.prometheus import PrometheusMetrics
 from .target import AnalysisTarget
@@ -70,7 +70,7 @@ class Analyser:
         """Measure both arms, judge the canary, and return this tick's decision record."""
         queries: dict[str, str] = {}
         notes: tuple[str, ...] = ()
-        window = format_duration(parse_duration(analysis.window))
+        window = format_duration(span_seconds(analysis, target, now))
         try:
             raw = await self.provider(analysis).measure(analysis, target, now)
         except ProviderError as err:
@@ -81,7 +81,7 @@ class Analyser:
         else:
             queries, notes = raw.queries, raw.notes
             window = format_duration(raw.window_seconds)
-            judgement = judge(analysis, raw)
+            judgement = judge(analysis, raw, phases=target.phases)
         message = judgement.message
         if notes:
             message += " Note: " + "; ".join(notes) + "."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .stats import Bucket
@@ -39,3 +40,34 @@ class RawWindow:
     """Queries sent (or pods scraped), by name, for the decision record."""
     notes: tuple[str, ...] = ()
     """Things a person should know about this measurement (a pod that did not answer, a baseline taken)."""
+
+
+def _arm_problems(name: str, arm: RawArm) -> list[str]:
+    out: list[str] = []
+    series: list[tuple[str, float]] = [
+        *((f"requests code {k}", v) for k, v in arm.requests_by_code.items()),
+        *((f"latency bucket le={le}", v) for le, v in arm.duration_buckets),
+        *((f"class {k}", v) for k, v in arm.class_counts.items()),
+        *((f"score bucket le={le}", v) for le, v in arm.score_buckets),
+        *((f"rejections {k}", v) for k, v in arm.rejections_by_reason.items()),
+    ]
+    for what, value in series:
+        if math.isnan(value) or math.isinf(value):
+            out.append(f"{name} {what} is {value}")
+        elif value < 0:
+            out.append(f"{name} {what} is negative ({value:g}): a counter went down (a reset the provider missed)")
+    for label, buckets in (("latency", arm.duration_buckets), ("score", arm.score_buckets)):
+        if buckets and not any(math.isinf(le) for le, _ in buckets):
+            out.append(f"{name} {label} histogram has no +Inf bucket")
+        if any(math.isnan(le) for le, _ in buckets):
+            out.append(f"{name} {label} histogram has a NaN bucket edge")
+    return out
+
+
+def problems(window: RawWindow) -> list[str]:
+    """What makes a measurement unusable (NaN, infinities, negative counts, a histogram without +Inf):
+    the judge answers Inconclusive naming each, never raises."""
+    out = [*_arm_problems("stable", window.stable), *_arm_problems("canary", window.canary)]
+    if math.isnan(window.window_seconds) or math.isinf(window.window_seconds) or window.window_seconds < 0:
+        out.append(f"the span measured is {window.window_seconds}")
+    return out

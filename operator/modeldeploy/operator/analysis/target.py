@@ -1,8 +1,9 @@
-"""What one analysis tick measures: a ModelDeployment's two arms, each identified by its revision."""
+"""What one analysis tick measures: a ModelDeployment's two arms, each identified by its revision, since when."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,9 @@ class AnalysisTarget:
     """Model name (the metric label `model`)."""
     stable: Arm
     canary: Arm
+    since: datetime | None = None
+    """Start of the span both arms are measured over: when the current step began (its analysis restarts
+    there). None: the analysis' `window` before now."""
+    phases: int = 1
+    """Spans the rollout's analysis may restart in (its steps + 1): the judge splits its error budget
+    over them."""

@@ -341,23 +341,31 @@ class TrafficRouting(ApiModel):
 
 
 class Slo(ApiModel):
-    """Absolute limits the canary must stay within."""
+    """Absolute limits on the canary alone; judged without a baseline."""
 
     latency_p99_ms: float | None = Field(default=None, gt=0, le=600000)
-    """99th-percentile latency limit in milliseconds."""
+    """99th-percentile latency limit in milliseconds. Decided from the share of requests above the latency
+    bucket edges at or around it; put a bucket edge at the limit (the runtime's --latency-buckets)."""
     error_rate_percent: float | None = Field(default=None, ge=0, le=100)
     """Limit on the share of requests answered 5xx or timed out, in percent."""
 
 
 class CompareToStable(ApiModel):
-    """Limits relative to stable, measured over the same window and decided with a statistical test."""
+    """Limits relative to stable over the same span, each decided by a sequential test. Only the limits set
+    here are checked (`{}` checks nothing); when `compareToStable` is unset, `DEFAULT_COMPARISON` applies."""
 
     max_latency_ratio: float | None = Field(default=None, ge=1, le=100)
     """Largest canary/stable ratio of p99 latency."""
     max_error_rate_delta: float | None = Field(default=None, ge=0, le=100)
-    """Largest excess of canary's error rate over stable's, in percentage points."""
-    confidence: float = Field(default=0.95, ge=0.5, le=0.999)
-    """Confidence at which a difference counts as real."""
+    """Errors (5xx, timeouts): fail when the canary's rate is significantly above stable's and its excess is
+    more than this many percentage points."""
+    max_client_error_rate_delta: float | None = Field(default=None, ge=0, le=100)
+    """Client errors (4xx, input rejections included): fail when the canary's rate is significantly above
+    stable's and its excess is more than this many percentage points."""
+
+
+DEFAULT_COMPARISON = CompareToStable(max_latency_ratio=1.2, max_error_rate_delta=0.1, max_client_error_rate_delta=1.0)
+"""What an analysis without `compareToStable` compares: errors, client errors and p99 latency."""
 
 
 class Behaviour(ApiModel):
@@ -432,9 +440,13 @@ class Analysis(ApiModel):
     }
 
     interval: Duration = "30s"
-    """Time between checks."""
+    """Time between checks. Each check judges both arms over the same span: everything since the current
+    step's analysis began."""
     window: Duration = "2m"
-    """Each check measures both arms over this trailing window."""
+    """Range of custom metrics' `{{window}}` placeholder (built-in checks use the step's whole span)."""
+    confidence: float = Field(default=0.99, ge=0.5, le=0.9999)
+    """A canary no worse than stable (and within its SLO) is rolled back with probability at most
+    1 - confidence over its whole rollout, whatever the number of checks and ticks."""
     min_requests: int = Field(default=100, ge=1)
     """Fewest requests per arm for a verdict; below it a check is Inconclusive."""
     failure_limit: int = Field(default=2, ge=1, le=100)
@@ -444,13 +456,19 @@ class Analysis(ApiModel):
     slo: Slo | None = None
     """Absolute limits."""
     compare_to_stable: CompareToStable | None = None
-    """Limits relative to stable."""
+    """Limits relative to stable; when unset, errors within 0.1 points, client errors within 1 point and p99
+    latency within 1.25x of stable's (`{}` compares nothing)."""
     behaviour: Behaviour | None = None
     """Model-behaviour checks."""
     metrics: list[CustomMetric] = Field(default_factory=list, max_length=16)
     """Custom PromQL checks (Prometheus provider only)."""
     provider: Provider = Field(default_factory=lambda: Provider(pods=PodsProvider()))
     """Where measurements come from; the pods' own /metrics when unset."""
+
+    @property
+    def comparison(self) -> CompareToStable:
+        """The limits relative to stable in force: `compareToStable`, or `DEFAULT_COMPARISON` when unset."""
+        return self.compare_to_stable if self.compare_to_stable is not None else DEFAULT_COMPARISON
 
     @model_validator(mode="after")
     def _rules(self) -> Analysis:

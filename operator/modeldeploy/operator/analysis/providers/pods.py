@@ -1,12 +1,13 @@
-"""The pods provider: scrape each arm's pods' /metrics and difference the counters between ticks.
+"""The pods provider: scrape each arm's pods' /metrics and difference the counters from the span's start.
 
 For clusters without Prometheus. Each tick scrapes every ready pod of both arms (concurrently, with
-a bounded timeout), keeps the counters as a snapshot per pod, and measures each pod over the span
-from its oldest snapshot still inside `window` to now; the arm sums its pods. So:
+a bounded timeout) and measures each pod from its baseline, the counters it had at the first tick of
+the span (`AnalysisTarget.since`, when the step began), to now; the arm sums its pods. Baselines are
+kept per ModelDeployment and pod, so two ModelDeployments never share or prune each other's. So:
 
-- the first tick after the operator starts only takes a baseline (its verdict is Inconclusive),
-  except for pods that started inside the window (`process_start_time_seconds`): their counters
-  already are the window, counted from zero;
+- the first tick of a span only takes a baseline (its verdict is Inconclusive), except for pods
+  that started inside the span (`process_start_time_seconds`): their counters already are the span,
+  counted from zero;
 - a counter reset (the process restarted, or any counter went down) counts from zero again, as
   Prometheus's increase() does;
 - a pod that did not answer is left out of this tick and said so; an arm with no pod answering is
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
@@ -61,9 +62,16 @@ class Snapshot:
     """process_start_time_seconds (Unix time), when exported."""
 
 
-@dataclass
-class _PodHistory:
-    snapshots: deque[Snapshot] = field(default_factory=deque)
+@dataclass(frozen=True)
+class _Baseline:
+    since: datetime | None
+    """The span this baseline belongs to (`AnalysisTarget.since`)."""
+    snapshot: Snapshot
+    last_seen: datetime
+
+
+FORGET_AFTER = timedelta(hours=1)
+"""A pod's baseline is dropped when no tick measured it for this long."""
 
 
 def parse_metrics(text: str, model: str, revision: str) -> tuple[dict[Key, float], float | None]:
@@ -126,7 +134,8 @@ class PodsMetrics:
     def __init__(self, http: httpx.AsyncClient, *, scrape_timeout_s: float = DEFAULT_SCRAPE_TIMEOUT_S) -> None:
         self._http = http
         self._timeout = httpx.Timeout(scrape_timeout_s, connect=min(scrape_timeout_s, 1.0))
-        self._history: dict[str, _PodHistory] = {}
+        self._baselines: dict[tuple[str, str, str], _Baseline] = {}
+        """(namespace, ModelDeployment, pod URL) -> the pod's counters when the span began."""
 
     async def _scrape(self, url: str) -> str:
         try:
@@ -137,9 +146,9 @@ class PodsMetrics:
         return response.text
 
     async def _arm(
-        self, arm: Arm, name: str, model: str, window: float, now: datetime
+        self, target: AnalysisTarget, arm: Arm, name: str, now: datetime, window: float
     ) -> tuple[RawArm, float, list[str]]:
-        """The arm's counts over the window, the span measured, and notes."""
+        """The arm's counts since the span began, the span measured, and notes."""
         if not arm.pod_urls:
             raise ProviderError(f"no ready pods to scrape in the {name} arm (revision {arm.revision})")
         pages = await asyncio.gather(*(self._scrape(u) for u in arm.pod_urls), return_exceptions=True)
@@ -147,50 +156,53 @@ class PodsMetrics:
         totals: dict[Key, float] = {}
         span = 0.0
         answered = measured = 0
-        oldest_allowed = now - timedelta(seconds=window)
+        since = target.since
+        began = since if since is not None else now - timedelta(seconds=window)
         for url, page in zip(arm.pod_urls, pages, strict=True):
             if isinstance(page, BaseException):
                 notes.append(f"{name} pod {url} did not answer ({page})")
                 continue
             try:
-                counters, started = parse_metrics(page, model, arm.revision)
+                counters, started = parse_metrics(page, target.model, arm.revision)
             except ValueError as err:
                 notes.append(f"{name} pod {url} answered unparsable metrics ({err})")
                 continue
             answered += 1
             current = Snapshot(now, counters, started)
-            history = self._history.setdefault(url, _PodHistory())
-            while history.snapshots and history.snapshots[0].time < oldest_allowed:
-                history.snapshots.popleft()
-            baseline = history.snapshots[0] if history.snapshots else None
-            history.snapshots.append(current)
-            if baseline is not None:
-                pod_span = (now - baseline.time).total_seconds()
-            elif started is not None and started >= oldest_allowed.timestamp():
-                pod_span = max(now.timestamp() - started, 0.0)  # started inside the window: count from zero
+            key = (target.namespace, target.name, url)
+            known = self._baselines.get(key)
+            if known is not None and known.since == since:
+                baseline = known.snapshot
+            elif started is not None and started >= began.timestamp():
+                # started inside the span: its counters already are the span, counted from zero
+                baseline = Snapshot(datetime.fromtimestamp(started, tz=now.tzinfo), {}, started)
             else:
+                self._baselines[key] = _Baseline(since, current, now)
                 notes.append(f"{name} pod {url}: baseline taken, counted from the next tick")
                 continue
+            self._baselines[key] = _Baseline(since, baseline, now)
             measured += 1
-            span = max(span, pod_span)
-            for key, value in difference(current, baseline).items():
-                totals[key] = totals.get(key, 0.0) + value
+            span = max(span, (now - baseline.time).total_seconds())
+            for k, value in difference(current, baseline if baseline.counters else None).items():
+                totals[k] = totals.get(k, 0.0) + value
         if answered == 0:
             raise ProviderError(f"none of the {len(arm.pod_urls)} {name} pods answered: " + "; ".join(notes))
         return _arm_from(totals, measured), span, notes
 
-    def _forget_stale(self, now: datetime, window: float) -> None:
-        horizon = now - timedelta(seconds=2 * window)
-        for url in [u for u, h in self._history.items() if not h.snapshots or h.snapshots[-1].time < horizon]:
-            del self._history[url]
+    def _forget(self, target: AnalysisTarget, now: datetime) -> None:
+        """Drop baselines of pods this ModelDeployment no longer has, and of anything unseen for an hour."""
+        current = set(target.stable.pod_urls) | set(target.canary.pod_urls)
+        for key, baseline in list(self._baselines.items()):
+            mine = key[:2] == (target.namespace, target.name)
+            if (mine and key[2] not in current) or now - baseline.last_seen > FORGET_AFTER:
+                del self._baselines[key]
 
     async def measure(self, analysis: Analysis, target: AnalysisTarget, now: datetime) -> RawWindow:
-        window = parse_duration(analysis.window)
         (stable, stable_span, stable_notes), (canary, canary_span, canary_notes) = await asyncio.gather(
-            self._arm(target.stable, "stable", target.model, window, now),
-            self._arm(target.canary, "canary", target.model, window, now),
+            self._arm(target, target.stable, "stable", now, parse_duration(analysis.window)),
+            self._arm(target, target.canary, "canary", now, parse_duration(analysis.window)),
         )
-        self._forget_stale(now, window)
+        self._forget(target, now)
         notes = [*stable_notes, *canary_notes]
         if analysis.metrics:
             notes.append("custom metrics need the Prometheus provider; not measured")

@@ -16,7 +16,7 @@ from .. import promql
 from ..samples import RawArm, RawWindow
 from ..stats import Bucket
 from ..target import AnalysisTarget
-from . import ProviderError
+from . import ProviderError, span_seconds
 
 QUERY_PATH = "/api/v1/query"
 
@@ -90,7 +90,7 @@ class PrometheusMetrics:
         return None, f"returned a {kind!r}, expected a scalar or one series"
 
     async def measure(self, analysis: Analysis, target: AnalysisTarget, now: datetime) -> RawWindow:
-        window = parse_duration(analysis.window)
+        window = span_seconds(analysis, target, now)
         selector = promql.Selector(target.namespace, target.model)
         stable, canary = target.stable.revision, target.canary.revision
         queries = promql.arm_queries(selector, stable, canary, window)
@@ -128,7 +128,10 @@ class PrometheusMetrics:
         notes: list[str] = []
         all_queries = dict(queries)
         if analysis.metrics:
-            texts = {m.name: promql.expand_custom(m.query, selector, stable, canary, window) for m in analysis.metrics}
+            custom_window = parse_duration(analysis.window)
+            texts = {
+                m.name: promql.expand_custom(m.query, selector, stable, canary, custom_window) for m in analysis.metrics
+            }
             answers = await asyncio.gather(*(self._scalar(t) for t in texts.values()))
             for (name, text), (value, why) in zip(texts.items(), answers, strict=True):
                 all_queries[promql.CUSTOM_PREFIX + name] = text
