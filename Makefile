@@ -17,12 +17,13 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python ## Create .venv (package editable, every extra); system packages; build the cluster's binaries and images (cached)
-	$(BIN)/pip install -q -e '.[runtime,operator,test,dev]'
+	$(BIN)/pip install -q -e '.[runtime,s3,operator,test,dev]'
 	bash hack/install-system-deps.sh
 	bash hack/install-helm.sh >/dev/null
 	bash hack/cluster/build-bins.sh >/dev/null
 	bash hack/cluster/build-node.sh >/dev/null
 	bash hack/cluster/build-traefik.sh >/dev/null
+	bash hack/s3/build-s3.sh >/dev/null
 
 images: ## Build the runtime and operator images offline (buildah) into dist/images/ (archives + images.env)
 	SOURCE=$(IMAGES_SOURCE) PY=$(BIN)/python bash hack/images/build.sh

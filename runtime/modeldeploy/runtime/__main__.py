@@ -28,6 +28,7 @@ from modeldeploy.runtime.httpserver import HttpServer
 from modeldeploy.runtime.loading import DigestMismatchError, fetch
 from modeldeploy.runtime.metrics import Metrics
 from modeldeploy.runtime.model import Model
+from modeldeploy.runtime.sources import scrub
 
 log = logging.getLogger("modeldeploy.runtime")
 
@@ -121,7 +122,7 @@ async def serve(cfg: Config) -> int:
         server.close_all()
         return c.EXIT_CONFIG
     except Exception as e:
-        print(f"modeldeploy-runtime: cannot load the model: {e}", file=sys.stderr, flush=True)
+        print(f"modeldeploy-runtime: cannot load the model: {scrub(str(e))}", file=sys.stderr, flush=True)
         server.close_all()
         return c.EXIT_LOAD_FAILED
     model = result.model

@@ -2,35 +2,34 @@
 
 Schemes: `file://` and plain paths, `pvc://<claim>/<path>` (the claim mounted at
 `<pvc root>/<claim>`), `https://` (and `http://`, for tests and in-cluster stores: streamed with
-httpx, size-limited, retried) and `s3://` (boto3, the optional `s3` extra, imported lazily).
-A directory resolves to the `model.onnx` inside it. The sha256 of the file is checked before any
-session is created.
+httpx, size-limited, retried, with the credentials Secret's AUTHORIZATION) and `s3://` (boto3, the
+optional `s3` extra, imported lazily); `sources.py` has the remote ones. A directory resolves to the
+`model.onnx` inside it. The sha256 of the file is checked before any session is created. No message
+holds a credential or a URL's query string.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import os
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from modeldeploy.runtime.sources import FetchError, download_http, download_s3, quiet_client_loggers, redact, scrub
+
+__all__ = ["DigestMismatchError", "FetchError", "Fetched", "fetch", "normalize_digest", "resolve_local"]
 
 log = logging.getLogger("modeldeploy.runtime")
 
 _CHUNK = 1 << 20
 
 
-class FetchError(Exception):
-    """The model could not be fetched."""
-
-
 class DigestMismatchError(Exception):
     def __init__(self, uri: str, expected: str, actual: str) -> None:
-        super().__init__(f"sha256 mismatch for {uri}: expected {expected}, actual {actual}")
+        super().__init__(f"sha256 mismatch for {redact(uri)}: expected {expected}, actual {actual}")
         self.uri = uri
         self.expected = expected
         self.actual = actual
@@ -86,13 +85,13 @@ def resolve_local(uri: str, pvc_root: str) -> Path | None:
         claim = parsed.netloc
         rel = urllib.parse.unquote(parsed.path).lstrip("/")
         if not claim or ".." in Path(rel).parts:
-            raise FetchError(f"pvc URI must be pvc://<claim>/<path>, got {uri!r}")
+            raise FetchError(f"pvc URI must be pvc://<claim>/<path>, got {redact(uri)!r}")
         return _local(Path(pvc_root) / claim / rel)
     if scheme in ("http", "https", "s3"):
         return None
     if scheme == "" or len(scheme) == 1:  # plain path (or a Windows drive letter)
         return _local(Path(uri))
-    raise FetchError(f"unsupported model URI scheme {scheme!r} in {uri!r}")
+    raise FetchError(f"unsupported model URI scheme {scheme!r} in {redact(uri)!r}")
 
 
 def fetch(
@@ -107,10 +106,13 @@ def fetch(
     """Fetch (if remote) and verify the model. Raises DigestMismatchError or FetchError."""
     expected = normalize_digest(expected_sha256) if expected_sha256 else None
     local = resolve_local(uri, pvc_root)
+    downloaded = local is None
     if local is None:
         local = _download(uri, expected, cache_dir, max_bytes, retries)
     actual = sha256_file(local)
     if expected is not None and actual != expected:
+        if downloaded:
+            local.unlink(missing_ok=True)  # never left in the cache under the digest it does not have
         raise DigestMismatchError(uri, expected, actual)
     return Fetched(local, actual)
 
@@ -129,13 +131,14 @@ def _download(uri: str, expected: str | None, cache_dir: str, max_bytes: int, re
         return target
     scheme = urllib.parse.urlsplit(uri).scheme.lower()
     part = target.with_suffix(f".part{os.getpid()}")
+    quiet_client_loggers()
     last: Exception | None = None
     for attempt in range(1, retries + 1):
         try:
             if scheme == "s3":
-                _download_s3(uri, part, max_bytes)
+                download_s3(uri, part, max_bytes)
             else:
-                _download_http(uri, part, max_bytes)
+                download_http(uri, part, max_bytes)
             part.replace(target)
             return target
         except FetchError:
@@ -144,46 +147,7 @@ def _download(uri: str, expected: str | None, cache_dir: str, max_bytes: int, re
         except Exception as e:  # network errors: retry with backoff
             part.unlink(missing_ok=True)
             last = e
-            log.warning("download of %s failed (attempt %d/%d): %s", _redact(uri), attempt, retries, e)
+            log.warning("download of %s failed (attempt %d/%d): %s", redact(uri), attempt, retries, scrub(str(e)))
             if attempt < retries:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))  # backoff between network retries
-    raise FetchError(f"download of {_redact(uri)} failed after {retries} attempts: {last}")
-
-
-def _redact(uri: str) -> str:
-    p = urllib.parse.urlsplit(uri)
-    return urllib.parse.urlunsplit((p.scheme, p.hostname or "", p.path, "", ""))
-
-
-def _download_http(uri: str, part: Path, max_bytes: int) -> None:
-    import httpx  # noqa: PLC0415  (imported only when a model is downloaded)
-
-    with httpx.stream("GET", uri, follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0)) as r:
-        if r.status_code in (401, 403, 404, 410):
-            raise FetchError(f"GET {_redact(uri)} answered {r.status_code}")
-        r.raise_for_status()
-        declared = r.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(f"model at {_redact(uri)} is {declared} bytes, over the limit of {max_bytes}")
-        total = 0
-        with part.open("wb") as f:
-            for chunk in r.iter_bytes(_CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise FetchError(f"model at {_redact(uri)} exceeds the limit of {max_bytes} bytes")
-                f.write(chunk)
-
-
-def _download_s3(uri: str, part: Path, max_bytes: int) -> None:
-    try:
-        boto3: Any = importlib.import_module("boto3")  # the optional `s3` extra
-    except ImportError:
-        raise FetchError("s3:// URIs need the optional extra: pip install 'modeldeploy[s3]'") from None
-    p = urllib.parse.urlsplit(uri)
-    bucket, key = p.netloc, p.path.lstrip("/")
-    client: Any = boto3.client("s3")
-    head = client.head_object(Bucket=bucket, Key=key)
-    size = int(head.get("ContentLength", 0))
-    if size > max_bytes:
-        raise FetchError(f"model at {uri} is {size} bytes, over the limit of {max_bytes}")
-    client.download_file(bucket, key, str(part))
+    raise FetchError(f"download of {redact(uri)} failed after {retries} attempts: {scrub(str(last))}")
