@@ -89,7 +89,7 @@ def _assert_rolled_back_with_numbers(outcome: Outcome, metric_words: str) -> Non
     assert conditions["Available"][0] == "True"
     message = outcome.message
     assert metric_words in message
-    for words in ("limit", "canary n=", "stable n=", "window"):
+    for words in ("limit", "canary n=", "stable n=", "over "):
         assert words in message, message
     assert outcome.status["stable"]["modelVersion"] == "1"
 

@@ -11,6 +11,7 @@ from modeldeploy.runtime import contract as c
 from modeldeploy.runtime.config import ConfigError, parse
 from modeldeploy.runtime.limits import Limits
 from modeldeploy.runtime.loading import FetchError, fetch, normalize_digest, resolve_local
+from modeldeploy.runtime.metrics import Metrics
 
 BASE = ["--model-name", "m", "--model-uri", "/x.onnx"]
 
@@ -64,6 +65,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         c.ENV_MAX_TENSOR_ELEMENTS: "0",
         c.ENV_MAX_BYTES_ELEMENTS: "100",
         c.ENV_MAX_BYTES_TOTAL: "1000",
+        c.ENV_LATENCY_BUCKETS: "0.01,0.02,0.04",
     }
     assert set(env) == set(c.FLAG_ENV.values())
     cfg = parse([], environ=env)
@@ -72,6 +74,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
     assert cfg.access_log and cfg.batching and cfg.inference_thread == "on"
     assert cfg.prediction_kind == "score" and cfg.pvc_root == "/pvc" and cfg.cache_dir == "/tmp/cache"
     assert cfg.execution_provider == "cuda"
+    assert cfg.latency_buckets == (0.01, 0.02, 0.04)
     assert cfg.limits == Limits(1024, 2048, 20, 1.5, 9.0, 30.0, 64, 65536, 0, 100, 1000)
     assert cfg.limits.tensor_elements(cfg.max_body_bytes) == 1000  # 0: the body limit
     cfg = parse(["--port", "7000", "--track", "shadow", "--access-log", "off", "--max-headers", "7"], environ=env)
@@ -130,3 +133,24 @@ def test_s3_without_the_extra_says_how_to_get_it(tmp_path: Path) -> None:
         pytest.skip("boto3 is installed")
     with pytest.raises(FetchError, match=r"modeldeploy\[s3\]"):
         fetch("s3://bucket/m.onnx", expected_sha256=None, pvc_root="/", cache_dir=str(tmp_path), max_bytes=10)
+
+
+@pytest.mark.parametrize("value", ["", "0.1,0.05", "0,1", "a,b", "1,inf", ",".join(["1"] * 3)])
+def test_latency_buckets_are_refused_unless_positive_finite_and_increasing(value: str) -> None:
+    with pytest.raises(ConfigError, match="--latency-buckets"):
+        parse(["--model-name", "m", "--model-uri", "/m.onnx", "--latency-buckets", value or ","])
+
+
+def test_default_latency_buckets_have_an_edge_at_common_slos() -> None:
+    edges = {round(e * 1000, 6) for e in c.REQUEST_DURATION_BUCKETS}
+    assert {40.0, 50.0, 100.0, 250.0, 1000.0} <= edges
+    ratios = [b / a for a, b in zip(c.REQUEST_DURATION_BUCKETS, c.REQUEST_DURATION_BUCKETS[1:], strict=False)]
+    assert max(ratios) <= 4 / 3 + 1e-9
+
+
+def test_latency_buckets_are_the_histogram_edges() -> None:
+    text = Metrics("m", "1", "r", "stable", "class", latency_buckets=(0.01, 0.04)).render().decode()
+    edges = {
+        line.split('le="')[1].split('"')[0] for line in text.splitlines() if "request_duration_seconds_bucket" in line
+    }
+    assert edges == {"0.01", "0.04", "+Inf"}

@@ -22,6 +22,7 @@ from modeldeploy.operator.api import status as status_module
 from modeldeploy.operator.api.base import CelRule
 from modeldeploy.operator.api.policy import RolloutPolicySpec
 from modeldeploy.operator.api.spec import (
+    BUCKETS_INCREASING,
     INTERVAL_POSITIVE,
     METRIC_HAS_BOUND,
     METRIC_MIN_LE_MAX,
@@ -74,6 +75,12 @@ CASES = [
     Case(REPLICAS_OR_AUTOSCALING, ServingSpec, {"autoscaling": {"maxReplicas": 3}}, True),
     Case(REPLICAS_OR_AUTOSCALING, ServingSpec, {}, True),
     Case(REPLICAS_OR_AUTOSCALING, ServingSpec, {"replicas": 2, "autoscaling": {"maxReplicas": 3}}, False),
+    Case(BUCKETS_INCREASING, ServingSpec, {}, True),
+    Case(BUCKETS_INCREASING, ServingSpec, {"latencyBucketsMs": [10, 20, 40]}, True),
+    Case(BUCKETS_INCREASING, ServingSpec, {"latencyBucketsMs": [float(i + 1) for i in range(64)]}, True),
+    Case(BUCKETS_INCREASING, ServingSpec, {"latencyBucketsMs": [10, 10]}, False),
+    Case(BUCKETS_INCREASING, ServingSpec, {"latencyBucketsMs": [20, 10]}, False),
+    Case(BUCKETS_INCREASING, ServingSpec, {"latencyBucketsMs": [0, 10]}, False),
     Case(MIN_LE_MAX_REPLICAS, Autoscaling, {"minReplicas": 2, "maxReplicas": 2}, True),
     Case(MIN_LE_MAX_REPLICAS, Autoscaling, {"maxReplicas": 1}, True),  # minReplicas defaults to 1
     Case(MIN_LE_MAX_REPLICAS, Autoscaling, {"minReplicas": 3, "maxReplicas": 2}, False),

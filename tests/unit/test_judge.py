@@ -225,7 +225,7 @@ def test_class_mix_message_carries_the_numbers() -> None:
     check = run(analysis, arm(1000, classes=shifted), arm(2000, classes=MIX))["classMixDistance"]
     assert check.value is not None
     assert check.value > 0.1
-    assert "canary 1000 predictions, stable 1000; over 30s" in check.message
+    assert "canary 1000 predictions, stable 1000; canary n=1000, stable n=2000, over 30s" in check.message
     assert "e-value" in check.message
 
 

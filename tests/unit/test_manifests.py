@@ -110,3 +110,9 @@ def test_label_values_are_made_valid() -> None:
     assert m.label_value("1.2+build/7") == "1.2_build_7"
     assert m.label_value("-x-") == "x"
     assert len(m.label_value("v" * 100)) == 63
+
+
+def test_latency_buckets_reach_the_runtime_in_seconds() -> None:
+    e = env(m.deployment(md(latencyBucketsMs=[10, 25, 40, 100]), "abc123", 2))
+    assert e[contract.ENV_LATENCY_BUCKETS] == "0.01,0.025,0.04,0.1"
+    assert contract.ENV_LATENCY_BUCKETS not in env(m.deployment(md(), "abc123", 2))

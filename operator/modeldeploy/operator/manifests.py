@@ -142,6 +142,9 @@ def _env(md: ModelDeployment, revision: str) -> list[dict[str, Any]]:
         if serving.prediction_metrics.output:
             env.append({"name": contract.ENV_PREDICTION_OUTPUT, "value": serving.prediction_metrics.output})
         env.append({"name": contract.ENV_PREDICTION_KIND, "value": serving.prediction_metrics.kind})
+    if serving.latency_buckets_ms:
+        edges = ",".join(f"{e / 1000:.9g}" for e in serving.latency_buckets_ms)
+        env.append({"name": contract.ENV_LATENCY_BUCKETS, "value": edges})
     return env
 
 

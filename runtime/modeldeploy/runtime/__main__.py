@@ -80,7 +80,14 @@ def _load_in_thread(cfg: Config) -> Future[_LoadResult]:
 
 async def serve(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
-    metrics = Metrics(cfg.model_name, cfg.model_version, cfg.revision, cfg.track, cfg.prediction_kind)
+    metrics = Metrics(
+        cfg.model_name,
+        cfg.model_version,
+        cfg.revision,
+        cfg.track,
+        cfg.prediction_kind,
+        latency_buckets=cfg.latency_buckets,
+    )
     app = App(cfg, metrics)
     server = HttpServer(app, cfg.host, cfg.port, cfg.max_body_bytes, access_log=cfg.access_log, limits=cfg.limits)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ class Config:
     inference_thread: str = c.DEFAULT_INFERENCE_THREAD
     drain_delay_s: float = c.DEFAULT_DRAIN_DELAY_S
     execution_provider: str = c.DEFAULT_EXECUTION_PROVIDER
+    latency_buckets: tuple[float, ...] = c.REQUEST_DURATION_BUCKETS
     limits: lim.Limits = field(default_factory=lim.Limits)
 
     @property
@@ -73,6 +75,19 @@ def _nonneg_float(v: str) -> float:
     return x
 
 
+def _buckets(v: str) -> tuple[float, ...]:
+    """Comma-separated histogram edges in seconds: positive, finite, increasing, at most 200."""
+    try:
+        edges = tuple(float(part) for part in v.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"must be comma-separated numbers of seconds: {v}") from None
+    if not edges or len(edges) > c.MAX_LATENCY_BUCKETS:
+        raise ValueError(f"must list 1 to {c.MAX_LATENCY_BUCKETS} bucket edges: {v}")
+    if not all(0 < e < float("inf") for e in edges) or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ValueError(f"bucket edges must be positive, finite and increasing: {v}")
+    return edges
+
+
 _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--model-name", "model_name", str, "model name on the inference protocol (required)"),
     ("--model-uri", "model_uri", str, "file://, plain path, pvc://claim/path, https://, s3:// (required)"),
@@ -100,6 +115,13 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         str,
         f"ONNX Runtime execution provider, one of {', '.join(c.EXECUTION_PROVIDERS)} (default "
         f"{c.DEFAULT_EXECUTION_PROVIDER}); falls back to cpu, saying so, when it is not available",
+    ),
+    (
+        "--latency-buckets",
+        "latency_buckets",
+        _buckets,
+        "request-duration histogram edges in seconds, comma-separated (default: ten per decade, 0.1 ms to 10 s);"
+        " put an edge at every latency SLO the analysis judges",
     ),
     ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
     ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),

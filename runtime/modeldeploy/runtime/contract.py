@@ -42,6 +42,7 @@ ENV_LOG_LEVEL: Final = "MODELDEPLOY_LOG_LEVEL"
 ENV_INFERENCE_THREAD: Final = "MODELDEPLOY_INFERENCE_THREAD"
 ENV_DRAIN_DELAY_S: Final = "MODELDEPLOY_DRAIN_DELAY_S"
 ENV_EXECUTION_PROVIDER: Final = "MODELDEPLOY_EXECUTION_PROVIDER"
+ENV_LATENCY_BUCKETS: Final = "MODELDEPLOY_LATENCY_BUCKETS"
 # request limits (runtime/limits.py says what each bounds and answers)
 ENV_MAX_REQUEST_LINE_BYTES: Final = "MODELDEPLOY_MAX_REQUEST_LINE_BYTES"
 ENV_MAX_HEADER_BYTES: Final = "MODELDEPLOY_MAX_HEADER_BYTES"
@@ -92,6 +93,7 @@ FLAG_ENV: Final[dict[str, str]] = {
     "--max-bytes-elements": ENV_MAX_BYTES_ELEMENTS,
     "--max-bytes-total": ENV_MAX_BYTES_TOTAL,
     "--execution-provider": ENV_EXECUTION_PROVIDER,
+    "--latency-buckets": ENV_LATENCY_BUCKETS,
 }
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -196,6 +198,7 @@ REQUEST_DURATION_BUCKETS: Final = (
     ),
     10.0,
 )
+MAX_LATENCY_BUCKETS: Final = 200
 QUEUE_DURATION_BUCKETS: Final = REQUEST_DURATION_BUCKETS
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: 20 equal buckets over 0..1 (the +Inf bucket is added by the client library)

@@ -76,13 +76,22 @@ def _fmt(x: float) -> str:
 
 
 class Metrics:
-    def __init__(self, model: str, version: str, revision: str, track: str, prediction_kind: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        revision: str,
+        track: str,
+        prediction_kind: str,
+        *,
+        latency_buckets: Sequence[float] = c.REQUEST_DURATION_BUCKETS,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         self._lv = [model, version, revision, track]
         self.prediction_kind = prediction_kind
         self._requests: dict[int, Value] = {code: Value() for code in REQUEST_CODES}
-        self.request_duration = Histogram(c.REQUEST_DURATION_BUCKETS)
+        self.request_duration = Histogram(latency_buckets)
         self.batch_size = Histogram(c.BATCH_SIZE_BUCKETS)
         self.queue_duration = Histogram(c.QUEUE_DURATION_BUCKETS)
         self.model_load_seconds = Value()

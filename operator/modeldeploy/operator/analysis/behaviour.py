@@ -52,14 +52,14 @@ def distance_check(
     real = log_e >= math.log(1 / ev.alpha)
     evidence = (
         f"e-value {num(math.exp(min(log_e, 700)))} against no shift, {'at or above' if real else 'below'} "
-        f"{num(1 / ev.alpha)} ({ev.confidence_text}); canary {n_c:.0f} predictions, stable {n_s:.0f}; over {ev.span}"
+        f"{num(1 / ev.alpha)} ({ev.confidence_text}); canary {n_c:.0f} predictions, stable {n_s:.0f}; {ev.samples}"
     )
     beyond = exceeds(distance, limit)
     if real and beyond:
         return result(
             metric,
             "Fail",
-            f"{what} moved: JS distance {num(distance)} > limit {num(limit)}, and the shift is real ({evidence})",
+            f"{what} JS distance {num(distance)} > limit {num(limit)}, and the shift is real ({evidence})",
             value=distance,
             threshold=limit,
         )

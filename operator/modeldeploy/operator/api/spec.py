@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -49,6 +50,12 @@ INTERVAL_POSITIVE = CelRule("duration(self.interval) > duration('0s')", "analysi
 METRICS_NEED_PROMETHEUS = CelRule(
     "!has(self.metrics) || size(self.metrics) == 0 || (has(self.provider) && has(self.provider.prometheus))",
     "custom metrics need the prometheus provider",
+)
+BUCKETS_INCREASING = CelRule(
+    "!has(self.latencyBucketsMs) || self.latencyBucketsMs.all(e, e > 0.0)"
+    " && [" + ", ".join(str(i) for i in range(63)) + "].all(i, i + 1 >= size(self.latencyBucketsMs)"
+    " || self.latencyBucketsMs[i] < self.latencyBucketsMs[i + 1])",
+    "serving.latencyBucketsMs must be positive and increasing",
 )
 METRIC_HAS_BOUND = CelRule("has(self.min) || has(self.max)", "a custom metric needs min, max or both")
 METRIC_MIN_LE_MAX = CelRule(
@@ -185,7 +192,7 @@ class PodDisruptionBudget(ApiModel):
 class ServingSpec(ApiModel):
     """How each revision is served. Changing anything here starts a rollout of a new revision."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": cel_rules(REPLICAS_OR_AUTOSCALING)}
+    model_config = ApiModel.model_config | {"json_schema_extra": cel_rules(REPLICAS_OR_AUTOSCALING, BUCKETS_INCREASING)}
 
     replicas: int | None = Field(default=None, ge=0, le=1000)
     """Pods per revision (1 when neither replicas nor autoscaling is set)."""
@@ -201,6 +208,11 @@ class ServingSpec(ApiModel):
     """ONNX Runtime intra-op threads per pod."""
     prediction_metrics: PredictionMetrics | None = None
     """What the runtime records of its predictions, for the behaviour checks."""
+    latency_buckets_ms: list[Annotated[float, Field(description="A bucket's upper edge in milliseconds.")]] | None = (
+        Field(default=None, min_length=1, max_length=64)
+    )
+    """Edges of the runtime's request-duration histogram in milliseconds, increasing; ten per decade (1, 1.25,
+    1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k from 0.1 ms to 10 s) when unset. Put an edge at analysis.slo.latencyP99Ms."""
     pod_disruption_budget: PodDisruptionBudget | None = None
     """A PodDisruptionBudget per revision; none when unset."""
 
@@ -208,6 +220,9 @@ class ServingSpec(ApiModel):
     def _rules(self) -> ServingSpec:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError(REPLICAS_OR_AUTOSCALING.message)
+        edges = self.latency_buckets_ms or []
+        if any(not 0 < e < math.inf for e in edges) or any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ValueError(BUCKETS_INCREASING.message)
         return self
 
     @property
