@@ -1,4 +1,4 @@
-"""The pods provider against real runtime processes: exact counts, differenced between ticks."""
+"""The pods provider against real runtime processes: exact counts, differenced from the span's start."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ SPEC = Analysis.model_validate(
 )
 
 
-def target(stable: Revision, canary: Revision) -> AnalysisTarget:
-    return AnalysisTarget(NAMESPACE, "fraud", MODEL, Arm(stable.name, (stable.url,)), Arm(canary.name, (canary.url,)))
+def target(stable: Revision, canary: Revision, since: datetime | None = None) -> AnalysisTarget:
+    return AnalysisTarget(
+        NAMESPACE, "fraud", MODEL, Arm(stable.name, (stable.url,)), Arm(canary.name, (canary.url,)), since=since
+    )
 
 
 async def test_pods_provider_counts_exactly_between_ticks(runtimes: Runtimes) -> None:
@@ -33,10 +35,10 @@ async def test_pods_provider_counts_exactly_between_ticks(runtimes: Runtimes) ->
     now = datetime.now(UTC) + timedelta(seconds=2)
     spec = SPEC.model_copy(update={"window": "1h"})  # long enough to keep the first snapshot as the baseline
     try:
-        tgt = target(runtimes.stable, runtimes.same)
+        tgt = target(runtimes.stable, runtimes.same, since=now)  # the step began now: both processes are older
         await LoadGenerator(runtimes.stable.url, MODEL).send(10)  # counters exist before the baseline
         await LoadGenerator(runtimes.same.url, MODEL).send(10)
-        first = await analyser.tick(spec.model_copy(update={"window": "1s"}), tgt, None, now)
+        first = await analyser.tick(spec, tgt, None, now)
         assert first.verdict == "Inconclusive"
         assert "baseline taken" in first.message
 
@@ -50,9 +52,11 @@ async def test_pods_provider_counts_exactly_between_ticks(runtimes: Runtimes) ->
         assert second.queries["canary"] == f"scrape {runtimes.same.url}/metrics"
 
         # same arms against a shifted model: the behaviour check fails on exact counts
-        tgt_shifted = target(runtimes.stable, runtimes.shifted)
+        # a new step (a new span) against a shifted model: both pods' baselines are taken again
+        tgt_shifted = target(runtimes.stable, runtimes.shifted, since=now + timedelta(seconds=6))
         await LoadGenerator(runtimes.shifted.url, MODEL).send(10)
-        await analyser.tick(spec, tgt_shifted, None, now + timedelta(seconds=6))  # shifted pod's baseline
+        restart = await analyser.tick(spec, tgt_shifted, None, now + timedelta(seconds=6))
+        assert restart.message.count("baseline taken") == 2, restart.message
         await LoadGenerator(runtimes.stable.url, MODEL, seed=2).send(300)
         await LoadGenerator(runtimes.shifted.url, MODEL, seed=2).send(300)
         third = await analyser.tick(spec, tgt_shifted, None, now + timedelta(seconds=10))
@@ -76,7 +80,7 @@ async def test_erroring_pod_fails_and_a_dead_pod_is_inconclusive(runtimes: Runti
         failed = await analyser.tick(spec, tgt, None, now + timedelta(seconds=5))
         assert failed.verdict == "Fail"
         assert failed.arms["canary"].errors == 200
-        assert "canary error rate (200 errors) 100%" in failed.message
+        assert "canary error rate 100% > limit 1%" in failed.message
 
         dead = AnalysisTarget(NAMESPACE, "fraud", MODEL, tgt.stable, Arm("gone", ("http://127.0.0.1:9",)))
         status = await analyser.tick(spec, dead, failed, now + timedelta(seconds=10))
