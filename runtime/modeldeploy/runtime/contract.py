@@ -188,8 +188,8 @@ METRIC_PREDICTION_SCORE: Final = "modeldeploy_prediction_score"
 METRIC_INPUT_REJECTIONS_TOTAL: Final = "modeldeploy_input_rejections_total"
 
 #: histogram bucket upper bounds (seconds): 100 µs .. 10 s, ten edges per decade (1, 1.25, 1.5, 2, 2.5, 3, 4, 5,
-#: 6, 8), so neighbouring edges are at most 1.33x apart: fine enough for the analysis to bound a p99 ratio of
-#: 1.25 and to put an edge at most SLOs (40 ms, 100 ms, 250 ms). `--latency-buckets` replaces them.
+#: 6, 8), so neighbouring edges are at most 1.33x apart: fine enough for the analysis to judge a p99 ratio of
+#: 1.2 (bench/RESULTS-judge.md) and to put an edge at most SLOs (40, 100, 250 ms); `--latency-buckets` replaces them.
 REQUEST_DURATION_BUCKETS: Final = (
     *(
         round(mantissa * 10.0**exponent, 10)

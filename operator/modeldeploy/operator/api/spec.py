@@ -472,7 +472,7 @@ class Analysis(ApiModel):
     """Absolute limits."""
     compare_to_stable: CompareToStable | None = None
     """Limits relative to stable; when unset, errors within 0.1 points, client errors within 1 point and p99
-    latency within 1.25x of stable's (`{}` compares nothing)."""
+    latency within 1.2x of stable's (`{}` compares nothing)."""
     behaviour: Behaviour | None = None
     """Model-behaviour checks."""
     metrics: list[CustomMetric] = Field(default_factory=list, max_length=16)
