@@ -74,6 +74,10 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.app = server.app
+        self.limits = server.limits
+        self.max_url = server.limits.max_request_line_bytes
+        self.max_header_bytes = server.limits.max_header_bytes
+        self.max_headers = server.limits.max_headers
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -133,6 +137,14 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.last_active = self.server.loop.time()
         self.turn = 0
+        if len(data) <= _PARSE_SLICE and not self.in_head:  # the common case: one small read, a new request
+            try:
+                self.parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
+                self._parse_error(e)
+            if self.in_head and not self.closing:
+                self._count_head(len(data))
+            return
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
@@ -157,19 +169,27 @@ class HttpProtocol(asyncio.Protocol):
                         self.unparsed = bytes(view[i:])
                         fed = i
                         break
-        except httptools.HttpParserUpgrade:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
+            self._parse_error(e)
+        if was_in_head and self.in_head and not self.closing:
+            self._count_head(fed)
+
+    def _count_head(self, fed: int) -> None:
+        """Bytes fed while the request's head is still open: httptools gathers a header's value before
+        calling on_header, so a huge value is caught here (within one read of the limit)."""
+        self.head_bytes += fed
+        limits = self.limits
+        if self.head_bytes > limits.max_header_bytes + limits.max_request_line_bytes:
+            self._fatal(431, _header_bytes_message(limits))
+
+    def _parse_error(self, e: Exception) -> None:
+        if isinstance(e, httptools.HttpParserUpgrade):
             self._fatal(400, "protocol upgrades are not supported")
-        except httptools.HttpParserCallbackError as e:
+        elif isinstance(e, httptools.HttpParserCallbackError):
             if not self.closing:  # not one of our refusals: a bug in a callback
                 self._internal("parsing a request", e.__context__ or e)
-        except httptools.HttpParserError as e:
+        else:
             self._fatal(400, f"malformed HTTP request: {str(e)[:200]}")
-        if was_in_head and self.in_head and not self.closing:
-            # httptools gathers a header's value before calling on_header: count what it holds
-            self.head_bytes += fed
-            limits = self.server.limits
-            if self.head_bytes > limits.max_header_bytes + limits.max_request_line_bytes:
-                self._fatal(431, _header_bytes_message(limits))
 
     def eof_received(self) -> bool | None:
         """A half-closed client still gets the answers to the requests it completed, then a close."""
@@ -209,22 +229,18 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        limit = self.server.limits.max_request_line_bytes
-        if len(self.url) > limit:
-            self._fatal(414, f"request target exceeds the limit of {limit} bytes (--max-request-line-bytes)")
+        if len(self.url) > self.max_url:
+            self._fatal(414, f"request target exceeds the limit of {self.max_url} bytes (--max-request-line-bytes)")
             raise _RefusedError
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
         self.header_bytes += len(name) + len(value)
-        limits = self.server.limits
-        if self.header_count > limits.max_headers:
-            self._fatal(431, f"more than {limits.max_headers} header fields (--max-headers)")
-            raise _RefusedError
-        if self.header_bytes > limits.max_header_bytes:
-            self._fatal(
-                431, f"request headers exceed the limit of {limits.max_header_bytes} bytes (--max-header-bytes)"
-            )
+        if self.header_bytes > self.max_header_bytes or self.header_count > self.max_headers:
+            if self.header_count > self.max_headers:
+                self._fatal(431, f"more than {self.max_headers} header fields (--max-headers)")
+            else:
+                self._fatal(431, _header_bytes_message(self.limits))
             raise _RefusedError
         n = name.lower()
         if n in _HEADERS_WANTED:
@@ -266,19 +282,20 @@ class HttpProtocol(asyncio.Protocol):
             return
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body = []
-        request = (self.parser.get_method(), path, body, self.headers, self.t0, close)
-        if self.backlog or self._blocked() or self.turn >= _TURN:
+        method = self.parser.get_method()
+        if self.turn >= _TURN or self.backlog or self.write_paused_at is not None or len(self.pending) >= MAX_PIPELINED:
             # the client is not reading its answers (or many wait for inference, or it pipelines many
             # at once): hold the parsed request, not its answer, and read no more until the answers
             # drain; pipelined requests are answered a few per turn of the loop, fair to other clients
-            self.backlog.append(request)
+            self.backlog.append((method, path, body, self.headers, self.t0, close))
             self._set_reading()
             self._schedule_turn()
             return
-        self._dispatch(request)
+        self._dispatch(method, path, body, self.headers, self.t0, close)
 
-    def _dispatch(self, request: _Request) -> None:
-        method, path, body, headers, t0, close = request
+    def _dispatch(  # noqa: PLR0917  (the hot path: no tuple per request; the backlog stores _Request)
+        self, method: bytes, path: str, body: bytes, headers: dict[bytes, bytes], t0: float, close: bool
+    ) -> None:
         self.turn += 1
         try:
             result = self.app.handle(method, path, body, headers, t0)
@@ -295,7 +312,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         slot = _Slot()
         self.pending.append(slot)
-        self._set_reading()
+        if len(self.pending) >= MAX_PIPELINED:
+            self._set_reading()
         result.callback = lambda r: self._complete(slot, r, close)
 
     def _blocked(self) -> bool:
@@ -329,7 +347,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._schedule_turn()
                 break
             if self.backlog:
-                self._dispatch(self.backlog.popleft())
+                self._dispatch(*self.backlog.popleft())
             elif self.unparsed:
                 data, self.unparsed = self.unparsed, b""
                 self._feed(data)
