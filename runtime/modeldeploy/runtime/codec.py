@@ -208,7 +208,7 @@ def decode_request(
         raise bad_request("'inputs' must be a list of tensors", c.REJECTION_MALFORMED)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     offset = 0
-    budget = _BytesBudget(limits)
+    budget: _BytesBudget | None = None  # made at the first BYTES input
     for t in raw_inputs:
         if type(t) is not dict:
             raise bad_request("each entry of 'inputs' must be an object", c.REJECTION_MALFORMED)
@@ -222,7 +222,9 @@ def decode_request(
             )
         if name in arrays:
             raise bad_request(f"input {name!r} is given twice", c.REJECTION_MALFORMED)
-        arr, used = _decode_tensor(t, spec, binary, offset, budget)
+        if budget is None and spec.datatype == "BYTES":
+            budget = _BytesBudget(limits)
+        arr, used = _decode_tensor(t, spec, binary, offset, max_elements=limits.max_elements, budget=budget)
         offset += used
         arrays[name] = arr
     if offset != len(binary):
@@ -278,23 +280,21 @@ def _decode_outputs(raw: Any, outputs: Mapping[str, TensorSpec], binary_default:
 def _check_shape(raw_shape: Any, spec: TensorSpec, max_elements: int) -> tuple[tuple[int, ...], int]:
     if type(raw_shape) is not list or len(raw_shape) > _MAX_DIMS:
         raise bad_request(f"input {spec.name!r}: 'shape' must be a list of integers", c.REJECTION_SHAPE)
-    nonzero = 1
     for d in raw_shape:
         if type(d) is not int or d < 0:
             raise bad_request(
                 f"input {spec.name!r}: 'shape' must be a list of non-negative integers, got {_short_shape(raw_shape)}",
                 c.REJECTION_SHAPE,
             )
-        if d:
-            nonzero *= d
-            if nonzero > max_elements:
-                # also with a zero dimension: numpy and the model would size buffers by the others
-                raise bad_request(
-                    f"input {spec.name!r}: shape {_short_shape(raw_shape)} is over the limit of {max_elements} "
-                    "elements (--max-tensor-elements)",
-                    c.REJECTION_SHAPE,
-                )
     shape = tuple(raw_shape)
+    count = math.prod(shape)
+    # also beside a zero dimension: numpy and the model would size buffers by the others
+    if count > max_elements or (count == 0 and math.prod(d for d in shape if d) > max_elements):
+        raise bad_request(
+            f"input {spec.name!r}: shape {_short_shape(raw_shape)} is over the limit of {max_elements} "
+            "elements (--max-tensor-elements)",
+            c.REJECTION_SHAPE,
+        )
     expected = spec.shape
     if expected is not None and (
         len(shape) != len(expected) or any(e >= 0 and e != d for e, d in zip(expected, shape, strict=True))
@@ -303,7 +303,7 @@ def _check_shape(raw_shape: Any, spec: TensorSpec, max_elements: int) -> tuple[t
             f"input {spec.name!r}: shape {list(shape)} does not match the model's {list(expected)} (-1 = any size)",
             c.REJECTION_SHAPE,
         )
-    return shape, math.prod(shape)
+    return shape, count
 
 
 def _short_shape(raw_shape: list[Any]) -> str:
@@ -312,7 +312,13 @@ def _short_shape(raw_shape: list[Any]) -> str:
 
 
 def _decode_tensor(
-    t: dict[str, Any], spec: TensorSpec, binary: bytes, offset: int, budget: _BytesBudget
+    t: dict[str, Any],
+    spec: TensorSpec,
+    binary: bytes,
+    offset: int,
+    *,
+    max_elements: int,
+    budget: _BytesBudget | None,
 ) -> tuple[np.ndarray[Any, Any], int]:
     name = spec.name
     dt = t.get("datatype")
@@ -324,8 +330,8 @@ def _decode_tensor(
         raise bad_request(
             f"input {name!r}: datatype {dt} does not match the model's {spec.datatype}", c.REJECTION_DATATYPE
         )
-    shape, count = _check_shape(t.get("shape"), spec, budget.limits.max_elements)
-    if spec.datatype == "BYTES":
+    shape, count = _check_shape(t.get("shape"), spec, max_elements)
+    if budget is not None and spec.datatype == "BYTES":
         budget.take(name, count, 0)
     params = t.get("parameters")
     size = None
@@ -345,7 +351,7 @@ def _decode_tensor(
                 f"input {name!r}: binary_data_size {size} runs past the end of the body", c.REJECTION_MALFORMED
             )
         chunk = binary[offset : offset + size]
-        if spec.datatype == "BYTES":
+        if budget is not None and spec.datatype == "BYTES":
             budget.take(name, 0, max(0, size - 4 * count))
         return _from_binary(chunk, spec, shape, count), size
     if "data" not in t:
@@ -376,7 +382,7 @@ def _from_binary(chunk: bytes, spec: TensorSpec, shape: tuple[int, ...], count: 
 
 
 def _from_json(
-    data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int, budget: _BytesBudget
+    data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int, budget: _BytesBudget | None
 ) -> np.ndarray[Any, Any]:
     if type(data) is not list:
         data = [data]
@@ -387,7 +393,8 @@ def _from_json(
                 f"input {spec.name!r}: {len(flat)} elements in 'data', shape {list(shape)} needs {count}",
                 c.REJECTION_DATA,
             )
-        budget.take(spec.name, 0, sum(len(v) for v in flat if type(v) is str))
+        if budget is not None:
+            budget.take(spec.name, 0, sum(len(v) for v in flat if type(v) is str))
         return _strings(flat, spec.name).reshape(shape)
     dtype = spec.dtype
     arr = _flat_numeric(data, spec.datatype, dtype, count)

@@ -28,7 +28,7 @@ from typing import Any, cast
 import httptools
 import orjson
 
-from modeldeploy.runtime.app import App, Response
+from modeldeploy.runtime.app import App, Deferred, Response
 from modeldeploy.runtime.errors import internal_error, safe_path
 from modeldeploy.runtime.limits import Limits
 
@@ -40,8 +40,21 @@ MAX_PIPELINED = 64  # answers waiting for inference on one connection before req
 _PARSE_SLICE = 4 * 1024  # bytes parsed at a time while requests may pile up in the backlog
 _TURN = 2  # pipelined requests answered per connection before other connections get a turn
 _HEADERS_WANTED = frozenset({b"content-length", b"inference-header-content-length", b"content-encoding", b"expect"})
+#: header names as clients usually spell them -> the lower-case name kept, or b"" for one not kept
+#: (saves a lower() per header on the hot path; other spellings are lowered)
+_HEADER_SPELLINGS: dict[bytes, bytes] = {
+    **{n: n for n in _HEADERS_WANTED},
+    **{n.title(): n for n in _HEADERS_WANTED},
+    **{n: b"" for n in (b"host", b"Host", b"content-type", b"Content-Type", b"user-agent", b"User-Agent")},
+    **{n: b"" for n in (b"accept", b"Accept", b"accept-encoding", b"Accept-Encoding", b"connection", b"Connection")},
+}
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _internal_response(method: bytes, path: str, e: Exception) -> Response:
+    rid, err = internal_error(f"{method.decode('latin-1')} {safe_path(path)}", e)
+    return Response(500, err, headers=b"x-request-id: %s\r\n" % rid.encode())
 
 
 def _header_bytes_message(limits: Limits) -> str:
@@ -75,6 +88,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server = server
         self.app = server.app
         self.limits = server.limits
+        self.now = server.loop.time
+        self.access_log = server.access_log
         self.max_url = server.limits.max_request_line_bytes
         self.max_header_bytes = server.limits.max_header_bytes
         self.max_headers = server.limits.max_headers
@@ -108,9 +123,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
-        self.last_active = self.server.loop.time()
+        self.last_active = self.now()
         if len(self.server.connections) >= self.server.limits.max_connections:
             self.rejected = True  # answered 503 once the client speaks (or closed by the sweep)
+            self.closing = True  # data_received reads nothing more (and checks one flag per read)
             self.server.rejected.add(self)
             return
         high = self.server.limits.write_buffer_bytes
@@ -130,12 +146,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            if self.rejected and not self.transport_closing():
+                n = self.limits.max_connections
+                self._fatal(503, f"the server is at its limit of {n} connections (--max-connections)")
             return
-        if self.rejected:
-            n = self.server.limits.max_connections
-            self._fatal(503, f"the server is at its limit of {n} connections (--max-connections)")
-            return
-        self.last_active = self.server.loop.time()
+        self.last_active = self.now()
         self.turn = 0
         if len(data) <= _PARSE_SLICE and not self.in_head:  # the common case: one small read, a new request
             try:
@@ -191,6 +206,9 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._fatal(400, f"malformed HTTP request: {str(e)[:200]}")
 
+    def transport_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     def eof_received(self) -> bool | None:
         """A half-closed client still gets the answers to the requests it completed, then a close."""
         if self.in_message or self.rejected or self.is_idle():
@@ -242,8 +260,12 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self._fatal(431, _header_bytes_message(self.limits))
             raise _RefusedError
-        n = name.lower()
-        if n in _HEADERS_WANTED:
+        n = _HEADER_SPELLINGS.get(name)
+        if n is None:
+            n = name.lower()
+            if n in _HEADERS_WANTED:
+                self.headers[n] = value
+        elif n:
             self.headers[n] = value
 
     def on_headers_complete(self) -> None:
@@ -291,17 +313,28 @@ class HttpProtocol(asyncio.Protocol):
             self._set_reading()
             self._schedule_turn()
             return
-        self._dispatch(method, path, body, self.headers, self.t0, close)
+        self.turn += 1
+        try:
+            result = self.app.handle(method, path, body, self.headers, self.t0)
+        except Exception as e:  # a bug, not the client's fault: one log line, a 500, keep serving
+            result = _internal_response(method, path, e)
+        if type(result) is Response and method != b"HEAD":  # the common case, answered at once
+            self._respond_now(result, close)
+            return
+        self._answer(result, method, close)
 
     def _dispatch(  # noqa: PLR0917  (the hot path: no tuple per request; the backlog stores _Request)
         self, method: bytes, path: str, body: bytes, headers: dict[bytes, bytes], t0: float, close: bool
     ) -> None:
+        """Answer one request held in the backlog (on_message_complete answers the others inline)."""
         self.turn += 1
         try:
             result = self.app.handle(method, path, body, headers, t0)
         except Exception as e:  # a bug, not the client's fault: one log line, a 500, keep serving
-            rid, err = internal_error(f"{method.decode('latin-1')} {safe_path(path)}", e)
-            result = Response(500, err, headers=b"x-request-id: %s\r\n" % rid.encode())
+            result = _internal_response(method, path, e)
+        self._answer(result, method, close)
+
+    def _answer(self, result: Response | Deferred, method: bytes, close: bool) -> None:
         if isinstance(result, Response):
             if method == b"HEAD":
                 result = Response(result.status, b"", result.content_type, result.headers)
@@ -377,7 +410,7 @@ class HttpProtocol(asyncio.Protocol):
             r.headers,
             b"connection: close\r\n" if close else b"",
         )
-        if self.server.access_log:
+        if self.access_log:
             access_log.info("%s %d %.3fms", self._path(), r.status, (time.perf_counter() - self.t0) * 1e3)
         return head + r.body
 
@@ -410,6 +443,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.unparsed = b""
                 break
         t = time.perf_counter()
+        self.last_active = self.now()
         for resp in written:
             self.app.after_write(resp, t)
         if self.backlog or self.unparsed:
@@ -421,8 +455,7 @@ class HttpProtocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        t.write(data)
-        self.last_active = self.server.loop.time()
+        t.write(data)  # (the idle clock runs from the last request's arrival, or a deferred answer)
         if close or ((self.server.draining or self.peer_done) and self.is_idle()):
             self.closing = True
             t.close()
