@@ -143,6 +143,14 @@ def test_many_headers_get_431(target: RuntimeServer, idle: Baseline) -> None:
     assert "--max-headers" in one_error(raw)["error"]
 
 
+def test_limits_hold_within_one_small_read(target: RuntimeServer) -> None:
+    # a read too small to be counted per header still has its header count checked
+    codes, raw, closed = exchange(target.port, b"GET /v2 HTTP/1.1\r\n" + b"a: 1\r\n" * 60 + b"\r\n")
+    assert codes == [431] and closed and "--max-headers" in one_error(raw)["error"]
+    codes, _raw, _closed = exchange(target.port, b"GET /v2 HTTP/1.1\r\n" + b"a: 1\r\n" * 50 + b"\r\n")
+    assert codes == [200]
+
+
 def _trickle(port: int, head: bytes, drip: bytes, every_s: float, limit_s: float) -> tuple[list[int], bytes, float]:
     """Send `head`, then one byte of `drip` every `every_s` (waiting on the socket for an answer in
     between), until the server answers or `limit_s` passes. Returns codes, raw bytes, seconds taken."""

@@ -57,6 +57,10 @@ def _internal_response(method: bytes, path: str, e: Exception) -> Response:
     return Response(500, err, headers=b"x-request-id: %s\r\n" % rid.encode())
 
 
+def _header_count_message(max_headers: int) -> str:
+    return f"more than {max_headers} header fields (--max-headers)"
+
+
 def _header_bytes_message(limits: Limits) -> str:
     return f"request headers exceed the limit of {limits.max_header_bytes} bytes (--max-header-bytes)"
 
@@ -94,6 +98,7 @@ class HttpProtocol(asyncio.Protocol):
         "body_expected",
         "body_size",
         "closing",
+        "fast_max",
         "head_bytes",
         "header_bytes",
         "header_count",
@@ -112,6 +117,7 @@ class HttpProtocol(asyncio.Protocol):
         "pending",
         "rejected",
         "server",
+        "slow",
         "t0",
         "too_large",
         "transport",
@@ -131,6 +137,10 @@ class HttpProtocol(asyncio.Protocol):
         self.max_url = server.limits.max_request_line_bytes
         self.max_header_bytes = server.limits.max_header_bytes
         self.max_headers = server.limits.max_headers
+        # a read this small that starts a request cannot hold a request target or headers over their
+        # limits: it is parsed without counting bytes per header (the header count is checked once)
+        self.fast_max = min(_PARSE_SLICE, self.max_url, self.max_header_bytes)
+        self.slow = False  # parsing a larger read, or a head spread over reads: count as it comes
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -190,7 +200,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.last_active = self.now()
         self.turn = 0
-        if len(data) <= _PARSE_SLICE and not self.in_head:  # the common case: one small read, a new request
+        if len(data) <= self.fast_max and not self.in_head:  # the common case: one small read, a new request
             try:
                 self.parser.feed_data(data)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
@@ -205,6 +215,7 @@ class HttpProtocol(asyncio.Protocol):
         is paused then) so that one read of tiny pipelined requests cannot hold the loop for long."""
         was_in_head = self.in_head
         n = fed = len(data)
+        self.slow = True
         try:
             if n <= _PARSE_SLICE:
                 self.parser.feed_data(data)
@@ -224,6 +235,8 @@ class HttpProtocol(asyncio.Protocol):
                         break
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
             self._parse_error(e)
+        finally:
+            self.slow = False
         if was_in_head and self.in_head and not self.closing:
             self._count_head(fed)
 
@@ -285,19 +298,20 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.max_url:
+        if self.slow and len(self.url) > self.max_url:
             self._fatal(414, f"request target exceeds the limit of {self.max_url} bytes (--max-request-line-bytes)")
             raise _RefusedError
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
-        self.header_bytes += len(name) + len(value)
-        if self.header_bytes > self.max_header_bytes or self.header_count > self.max_headers:
+        if self.slow:
+            self.header_bytes += len(name) + len(value)
             if self.header_count > self.max_headers:
-                self._fatal(431, f"more than {self.max_headers} header fields (--max-headers)")
-            else:
+                self._fatal(431, _header_count_message(self.max_headers))
+                raise _RefusedError
+            if self.header_bytes > self.max_header_bytes:
                 self._fatal(431, _header_bytes_message(self.limits))
-            raise _RefusedError
+                raise _RefusedError
         n = _HEADER_SPELLINGS.get(name)
         if n is None:
             n = name.lower()
@@ -308,6 +322,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self.header_count > self.max_headers:
+            self._fatal(431, _header_count_message(self.max_headers))
+            raise _RefusedError
         cl = self.headers.get(b"content-length")
         self.body_expected = int(cl) if cl is not None and cl.isdigit() else 0
         if self.body_expected > self.server.max_body_bytes:
