@@ -224,7 +224,7 @@ def decode_request(
             raise bad_request(f"input {name!r} is given twice", c.REJECTION_MALFORMED)
         if budget is None and spec.datatype == "BYTES":
             budget = _BytesBudget(limits)
-        arr, used = _decode_tensor(t, spec, binary, offset, max_elements=limits.max_elements, budget=budget)
+        arr, used = _decode_tensor(t, spec, binary, offset, limits.max_elements, budget)
         offset += used
         arrays[name] = arr
     if offset != len(binary):
@@ -311,12 +311,11 @@ def _short_shape(raw_shape: list[Any]) -> str:
     return text if len(text) <= 200 else text[:200] + "...]"
 
 
-def _decode_tensor(
+def _decode_tensor(  # noqa: PLR0917  (positional: called per input on the hot path)
     t: dict[str, Any],
     spec: TensorSpec,
     binary: bytes,
     offset: int,
-    *,
     max_elements: int,
     budget: _BytesBudget | None,
 ) -> tuple[np.ndarray[Any, Any], int]:

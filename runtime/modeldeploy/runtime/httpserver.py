@@ -373,8 +373,14 @@ class HttpProtocol(asyncio.Protocol):
             result = self.app.handle(method, path, body, self.headers, self.t0)
         except Exception as e:  # a bug, not the client's fault: one log line, a 500, keep serving
             result = _internal_response(method, path, e)
-        if type(result) is Response and method != b"HEAD":  # the common case, answered at once
-            self._respond_now(result, close)
+        if type(result) is Response:
+            if method != b"HEAD":  # the common case, answered at once
+                self._respond_now(result, close)
+                return
+        elif (
+            isinstance(result, Deferred) and result.result is not None
+        ):  # an inference resolved at once (one connection: no batch to wait for)
+            self._respond_now(result.result, close)
             return
         self._answer(result, method, close)
 
