@@ -226,8 +226,11 @@ def name(req: str) -> str:
     return re.sub(r"[-_.]+", "-", m.group(0)).lower()
 
 
-for image in ("runtime", "operator"):
-    reqs = list(dict.fromkeys(project["dependencies"] + project["optional-dependencies"][image]))
+# the runtime image carries the s3 extra (boto3): s3:// model URIs must work in what users install
+EXTRAS = {"runtime": ("runtime", "s3"), "operator": ("operator",)}
+for image, extras in EXTRAS.items():
+    optional = [r for extra in extras for r in project["optional-dependencies"][extra]]
+    reqs = list(dict.fromkeys(project["dependencies"] + optional))
     keep = [r for r in reqs if name(r) != "onnxruntime"]
     extra = [ort + r[len("onnxruntime"):] for r in reqs if name(r) == "onnxruntime"]
     (out / f"requirements-{image}.txt").write_text("".join(r + "\n" for r in keep))
@@ -294,6 +297,7 @@ build() { # build IMAGE TAG... (the first tag is the version tag)
   for tag in "$@"; do old+=("$(image_id "$tag")"); done
   args=(--build-arg "BASE=$BASE" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION")
   [ "$image" != runtime ] || args+=(--build-arg "ONNXRUNTIME=$ONNXRUNTIME")
+  [ "$image" != runtime ] || [ "$SUFFIX" != -gpu ] || args+=(--build-arg "EXECUTION_PROVIDER=cuda")
   for tag in "$@"; do args+=(-t "$tag"); done
   case "$BUILDER" in
     buildah)
