@@ -377,10 +377,11 @@ class HttpProtocol(asyncio.Protocol):
             if method != b"HEAD":  # the common case, answered at once
                 self._respond_now(result, close)
                 return
-        elif (
-            isinstance(result, Deferred) and result.result is not None
-        ):  # an inference resolved at once (one connection: no batch to wait for)
-            self._respond_now(result.result, close)
+        elif type(result) is Deferred:
+            if result.result is not None:  # resolved at once (one connection: no batch to wait for)
+                self._respond_now(result.result, close)
+            else:
+                self._wait_for(result, close)
             return
         self._answer(result, method, close)
 
@@ -404,6 +405,10 @@ class HttpProtocol(asyncio.Protocol):
         if result.result is not None:  # resolved already
             self._respond_now(result.result, close)
             return
+        self._wait_for(result, close)
+
+    def _wait_for(self, result: Deferred, close: bool) -> None:
+        """Hold the answer's place on the connection until the batcher delivers it."""
         slot = _Slot()
         self.pending.append(slot)
         if len(self.pending) >= MAX_PIPELINED:
