@@ -18,6 +18,9 @@ SPEC = Analysis.model_validate(
         "minRequests": 100,
         "slo": {"errorRatePercent": 1},
         "behaviour": {"maxClassMixDistance": 0.1},
+        # no comparison with stable: these tests are about the counts; a p99 of 150 requests on a loaded
+        # machine is noise that the default latency-ratio check rightly calls Inconclusive
+        "compareToStable": {},
     }
 )
 
