@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import lupa.lua51 as lupa  # the test extra: a real Lua 5.1, as Argo CD's gopher-lua
 import pytest
 import yaml
 
 from modeldeploy.operator import conditions as cond
-
-lupa = pytest.importorskip("lupa.lua51", reason="lupa (test extra) runs the Argo CD health script")
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "argocd" / "health.lua"
