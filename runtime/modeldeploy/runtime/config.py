@@ -61,13 +61,6 @@ def _bool(v: str) -> bool:
     raise ValueError(f"not a boolean: {v!r}")
 
 
-def _positive_int(v: str) -> int:
-    n = int(v)
-    if n < 0:
-        raise ValueError(f"must be >= 0: {v}")
-    return n
-
-
 def _nonneg_float(v: str) -> float:
     x = float(v)
     if not x >= 0:
@@ -96,12 +89,12 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--track", "track", str, f"one of {', '.join(c.TRACKS)}, a metric label"),
     ("--sha256", "sha256", str, "expected sha256 of the model file; a mismatch exits 4"),
     ("--host", "host", str, f"address to listen on (default {c.DEFAULT_HOST})"),
-    ("--port", "port", _positive_int, f"port (default {c.DEFAULT_PORT})"),
-    ("--intra-op-threads", "intra_op_threads", _positive_int, "ONNX Runtime intra-op threads (default 1)"),
-    ("--inter-op-threads", "inter_op_threads", _positive_int, "ONNX Runtime inter-op threads (default 1)"),
-    ("--max-batch-size", "max_batch_size", _positive_int, "dynamic batching: rows per batch (0 or 1: off)"),
+    ("--port", "port", lim.nonneg_int, f"port (default {c.DEFAULT_PORT})"),
+    ("--intra-op-threads", "intra_op_threads", lim.nonneg_int, "ONNX Runtime intra-op threads (default 1)"),
+    ("--inter-op-threads", "inter_op_threads", lim.nonneg_int, "ONNX Runtime inter-op threads (default 1)"),
+    ("--max-batch-size", "max_batch_size", lim.nonneg_int, "dynamic batching: rows per batch (0 or 1: off)"),
     ("--max-delay-ms", "max_delay_ms", _nonneg_float, "dynamic batching: longest wait for more requests"),
-    ("--max-body-bytes", "max_body_bytes", _positive_int, "larger request bodies get 413"),
+    ("--max-body-bytes", "max_body_bytes", lim.nonneg_int, "larger request bodies get 413"),
     ("--grace-period-s", "grace_period_s", _nonneg_float, "on SIGTERM, longest drain before exit"),
     (
         "--drain-delay-s",
@@ -126,7 +119,7 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
     ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),
     ("--access-log", "access_log", _bool, "log one line per request (no payloads); off by default"),
-    ("--download-max-bytes", "download_max_bytes", _positive_int, "size limit of downloaded models"),
+    ("--download-max-bytes", "download_max_bytes", lim.nonneg_int, "size limit of downloaded models"),
     ("--cache-dir", "cache_dir", str, "where downloaded models go (default $TMPDIR)"),
     ("--pvc-root", "pvc_root", str, f"where PVC claims are mounted (default {c.DEFAULT_PVC_ROOT})"),
     ("--log-level", "log_level", str, "DEBUG, INFO, WARNING, ERROR"),

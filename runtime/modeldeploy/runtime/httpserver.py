@@ -528,9 +528,16 @@ class HttpProtocol(asyncio.Protocol):
 
     def _fatal(self, status: int, message: str) -> None:
         """Answer `status` at once, ahead of anything unsent, and close: the connection is not trusted."""
-        self._message_done()
         self.in_head = False
-        r = Response(status, orjson.dumps({"error": message}))
+        self._answer_and_close(Response(status, orjson.dumps({"error": message})))
+
+    def _internal(self, what: str, e: BaseException) -> None:
+        rid, body = internal_error(what, e)
+        self._answer_and_close(Response(500, body, headers=b"x-request-id: %s\r\n" % rid.encode()))
+
+    def _answer_and_close(self, r: Response) -> None:
+        """Drop everything unsent and unparsed, write `r`, close."""
+        self._message_done()
         self.pending.clear()
         self.backlog.clear()
         self.unparsed = b""
@@ -538,18 +545,6 @@ class HttpProtocol(asyncio.Protocol):
         t = self.transport
         if t is not None and not t.is_closing():
             t.write(self._render(r, True))
-            t.close()
-
-    def _internal(self, what: str, e: BaseException) -> None:
-        self._message_done()
-        rid, body = internal_error(what, e)
-        self.pending.clear()
-        self.backlog.clear()
-        self.unparsed = b""
-        self.closing = True
-        t = self.transport
-        if t is not None and not t.is_closing():
-            t.write(self._render(Response(500, body, headers=b"x-request-id: %s\r\n" % rid.encode()), True))
             t.close()
 
     # ------------------------------------------------------------------ idle handling

@@ -91,7 +91,8 @@ def _positive_int(v: str) -> int:
     return n
 
 
-def _nonneg_int(v: str) -> int:
+def nonneg_int(v: str) -> int:
+    """An integer >= 0 (a flag's value)."""
     n = int(v)
     if n < 0:
         raise ValueError(f"must be >= 0: {v}")
@@ -108,4 +109,4 @@ def _positive_float(v: str) -> float:
 def converter(flag: str, kind: str) -> Callable[[str], Any]:
     if kind == "float":
         return _positive_float
-    return _nonneg_int if flag == "--max-tensor-elements" else _positive_int
+    return nonneg_int if flag == "--max-tensor-elements" else _positive_int

@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,17 @@ def download_http(uri: str, part: Path, max_bytes: int) -> None:
     raise FetchError(f"GET {redact(uri)}: more than {MAX_REDIRECTS} redirects")
 
 
+def _write_bounded(chunks: Iterable[bytes], part: Path, shown: str, max_bytes: int) -> None:
+    """Stream `chunks` into `part`, refusing past `max_bytes` (a server may not send the size it declared)."""
+    total = 0
+    with part.open("wb") as f:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > max_bytes:
+                raise FetchError(f"model at {shown} exceeds the limit of {max_bytes} bytes")
+            f.write(chunk)
+
+
 def _save(r: Any, uri: str, part: Path, max_bytes: int) -> None:
     shown = redact(uri)
     if r.status_code in (401, 403):
@@ -115,13 +126,7 @@ def _save(r: Any, uri: str, part: Path, max_bytes: int) -> None:
     declared = r.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"model at {shown} is {declared} bytes, over the limit of {max_bytes}")
-    total = 0
-    with part.open("wb") as f:
-        for chunk in r.iter_bytes(CHUNK):
-            total += len(chunk)
-            if total > max_bytes:
-                raise FetchError(f"model at {shown} exceeds the limit of {max_bytes} bytes")
-            f.write(chunk)
+    _write_bounded(r.iter_bytes(CHUNK), part, shown, max_bytes)
 
 
 # ------------------------------------------------------------------------------------------- S3
@@ -181,12 +186,6 @@ def download_s3(uri: str, part: Path, max_bytes: int) -> None:
     try:
         if size > max_bytes:
             raise FetchError(f"model at {shown} is {size} bytes, over the limit of {max_bytes}")
-        total = 0
-        with part.open("wb") as f:
-            for chunk in body.iter_chunks(CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise FetchError(f"model at {shown} exceeds the limit of {max_bytes} bytes")
-                f.write(chunk)
+        _write_bounded(body.iter_chunks(CHUNK), part, shown, max_bytes)
     finally:
         body.close()

@@ -60,10 +60,6 @@ class Evidence:
     def canary_enough(self) -> bool:
         return self.n_canary >= self.analysis.min_requests
 
-    @property
-    def stable_enough(self) -> bool:
-        return self.n_stable >= self.analysis.min_requests
-
 
 def result(
     metric: str,

@@ -96,28 +96,21 @@ def rate_checks(ev: Evidence) -> list[CheckResult]:
         errors = server_errors(ev.canary)
         out.append(against_limit(ev, "errorRatePercent", errors, a.slo.error_rate_percent, "canary error rate"))
     cmp = a.comparison
-    if cmp.max_error_rate_delta is not None:
-        out.append(
-            against_stable(
-                ev,
-                "errorRateDelta",
-                canary_events=server_errors(ev.canary),
-                stable_events=server_errors(ev.stable),
-                limit_points=cmp.max_error_rate_delta,
-                what="error rate (5xx)",
+    for metric, limit, events, what in (
+        ("errorRateDelta", cmp.max_error_rate_delta, server_errors, "error rate (5xx)"),
+        ("clientErrorRateDelta", cmp.max_client_error_rate_delta, client_errors, "client error rate (4xx)"),
+    ):
+        if limit is not None:
+            out.append(
+                against_stable(
+                    ev,
+                    metric,
+                    canary_events=events(ev.canary),
+                    stable_events=events(ev.stable),
+                    limit_points=limit,
+                    what=what,
+                )
             )
-        )
-    if cmp.max_client_error_rate_delta is not None:
-        out.append(
-            against_stable(
-                ev,
-                "clientErrorRateDelta",
-                canary_events=client_errors(ev.canary),
-                stable_events=client_errors(ev.stable),
-                limit_points=cmp.max_client_error_rate_delta,
-                what="client error rate (4xx)",
-            )
-        )
     if a.behaviour is not None and a.behaviour.max_input_rejection_percent is not None:
         rejected = rejections(ev.canary)
         out.append(

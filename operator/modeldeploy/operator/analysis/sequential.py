@@ -56,17 +56,6 @@ def log_mixture(events: float, n: float, p0: float) -> float:
     return _lbeta(PRIOR + e, PRIOR + f) - _lbeta(PRIOR, PRIOR) - log_lik_p0
 
 
-def rejects(events: float, n: float, p0: float, alpha: float) -> bool:
-    """True when the data reject p = p0 at level alpha, at any look: M_n(p0) >= 1/alpha."""
-    if n <= 0:
-        return False
-    if p0 <= 0:
-        return events > 0
-    if p0 >= 1:
-        return events < n
-    return log_mixture(events, n, p0) >= math.log(1 / alpha)
-
-
 def proportion_bounds(events: float, n: float, alpha: float) -> tuple[float, float]:
     """The confidence sequence for a proportion at this look: (lower, upper), holding at every look at
     once with probability >= 1 - alpha. (0, 1) without observations."""
