@@ -52,7 +52,8 @@ def analysis(prometheus_url: str) -> dict[str, Any]:
         "failureLimit": 2,
         "inconclusiveLimit": 60,
         "slo": {"latencyP99Ms": 25, "errorRatePercent": 1},
-        "compareToStable": {"maxErrorRateDelta": 1, "maxLatencyRatio": 3, "confidence": 0.95},
+        "confidence": 0.99,
+        "compareToStable": {"maxErrorRateDelta": 1, "maxLatencyRatio": 3},
         "behaviour": {"maxClassMixDistance": 0.1},
         "provider": {"prometheus": {"address": prometheus_url, "timeout": "2s"}},
     }

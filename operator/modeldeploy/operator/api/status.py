@@ -136,7 +136,7 @@ class CanaryStatus(ApiModel):
 
 
 class ArmMeasurement(ApiModel):
-    """What one arm (stable or canary) did over the analysis window."""
+    """What one arm (stable or canary) did over the analysis span (since the current step began)."""
 
     requests: float = 0
     """Requests answered."""
@@ -168,7 +168,7 @@ class CheckResult(ApiModel):
     comparator: Literal["<=", ">=", "<", ">"] = "<="
     """How value must relate to threshold to pass."""
     message: str = ""
-    """The verdict in words, with samples and window."""
+    """The verdict in words, with samples and span."""
 
 
 class AnalysisStatus(ApiModel):
@@ -188,7 +188,7 @@ class AnalysisStatus(ApiModel):
     passes: int = 0
     """Passing checks since the current step began."""
     window: str | None = None
-    """Window each arm was measured over."""
+    """Span each arm was measured over: since the current step began (`30s`, `4m30s`)."""
     arms: dict[str, ArmMeasurement] = Field(default_factory=dict)
     """Measurements per arm: `stable` and `canary`."""
     checks: list[CheckResult] = Field(default_factory=list)
