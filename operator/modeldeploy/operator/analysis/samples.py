@@ -42,6 +42,10 @@ class RawWindow:
     """Things a person should know about this measurement (a pod that did not answer, a baseline taken)."""
 
 
+MAX_COUNT = 2.0**53
+"""Beyond this a float counter no longer counts by ones: such a sample is corrupt, not traffic."""
+
+
 def _arm_problems(name: str, arm: RawArm) -> list[str]:
     out: list[str] = []
     series: list[tuple[str, float]] = [
@@ -56,6 +60,8 @@ def _arm_problems(name: str, arm: RawArm) -> list[str]:
             out.append(f"{name} {what} is {value}")
         elif value < 0:
             out.append(f"{name} {what} is negative ({value:g}): a counter went down (a reset the provider missed)")
+        elif value > MAX_COUNT:
+            out.append(f"{name} {what} is {value:g}, more than a counter counts exactly (2^53)")
     for label, buckets in (("latency", arm.duration_buckets), ("score", arm.score_buckets)):
         if buckets and not any(math.isinf(le) for le, _ in buckets):
             out.append(f"{name} {label} histogram has no +Inf bucket")
@@ -65,7 +71,8 @@ def _arm_problems(name: str, arm: RawArm) -> list[str]:
 
 
 def problems(window: RawWindow) -> list[str]:
-    """What makes a measurement unusable (NaN, infinities, negative counts, a histogram without +Inf):
+    """What makes a measurement unusable (NaN, infinities, negative or impossibly large counts, a histogram
+    without +Inf):
     the judge answers Inconclusive naming each, never raises."""
     out = [*_arm_problems("stable", window.stable), *_arm_problems("canary", window.canary)]
     if math.isnan(window.window_seconds) or math.isinf(window.window_seconds) or window.window_seconds < 0:
