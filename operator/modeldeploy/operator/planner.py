@@ -70,7 +70,7 @@ from .api.status import (
 )
 from .contract import ContractReading
 from .controls import Controls, approval_names, field_manager, read_controls
-from .policy import DEFAULT_PROGRESS_DEADLINE, Resolution, resolve
+from .policy import DEFAULT_PROGRESS_DEADLINE, Resolution, Unreadable, resolve
 from .revision import revision_of
 
 OPERATOR = "modeldeploy"
@@ -118,9 +118,11 @@ def from_resolution(spec: ModelDeploymentSpec, resolution: Resolution) -> Effect
     )
 
 
-def effective_for(spec: ModelDeploymentSpec, policies: Sequence[RolloutPolicy] = ()) -> Effective:
+def effective_for(
+    spec: ModelDeploymentSpec, policies: Sequence[RolloutPolicy] = (), unreadable: Sequence[Unreadable] = ()
+) -> Effective:
     """Resolve the spec against the RolloutPolicies (inheritance and bounds) for the planner."""
-    return from_resolution(spec, resolve(spec, policies))
+    return from_resolution(spec, resolve(spec, policies, unreadable))
 
 
 @dataclass(frozen=True)

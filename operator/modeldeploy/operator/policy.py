@@ -60,6 +60,30 @@ class Violation:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A RolloutPolicy the operator could not read, or the RolloutPolicy API itself missing.
+
+    Policy enforcement fails closed: a ModelDeployment this policy might govern (it names it, or
+    it claims the ModelDeployment's tier, or its tier cannot be read) does not roll out until the
+    policy reads again; an unbounded tier-1 rollout is worse than a held one.
+    """
+
+    name: str | None
+    """The policy's name; None when no policy could be listed (the CRD is not served)."""
+    tier: int | None
+    """The tier it claims, when that much could be read."""
+    reason: str
+    """Why it is unreadable, for the InvalidSpec message."""
+
+    def governs(self, spec: ModelDeploymentSpec) -> bool:
+        """Whether this policy might be the one for `spec`."""
+        ref = spec.rollout.policy_ref
+        if self.name is not None and ref is not None:
+            return ref.name == self.name
+        return self.tier is None or self.tier == spec.tier
+
+
+@dataclass(frozen=True)
 class EffectiveRollout:
     """What the planner runs: the ModelDeployment's rollout with everything inherited filled in."""
 
@@ -136,11 +160,47 @@ def select_policy(
     return None, None
 
 
-def resolve(spec: ModelDeploymentSpec, policies: Sequence[RolloutPolicy]) -> Resolution:
-    """Select the policy, fill the inherited defaults and check every bound."""
+def resolve(
+    spec: ModelDeploymentSpec, policies: Sequence[RolloutPolicy], unreadable: Sequence[Unreadable] = ()
+) -> Resolution:
+    """Select the policy, fill the inherited defaults and check every bound.
+
+    A policy in `unreadable` that might govern `spec` is a violation (fail closed), as is a
+    `policyRef` to a policy for a less critical tier than `spec.tier`.
+    """
+    blocked = tuple(
+        Violation(
+            f"RolloutPolicy {u.name}" if u.name else "RolloutPolicy",
+            "unreadable",
+            f"a readable policy ({u.reason}); rollouts it may govern wait until it reads again",
+            u.name,
+        )
+        for u in unreadable
+        if u.governs(spec)
+    )
+    if blocked:
+        return Resolution(None, blocked)
     policy, missing = select_policy(spec, policies)
     if missing is not None:
         return Resolution(None, (missing,))
+    if (
+        policy is not None
+        and spec.rollout.policy_ref is not None
+        and policy.spec.tier is not None
+        and policy.spec.tier > spec.tier
+    ):
+        return Resolution(
+            None,
+            (
+                Violation(
+                    "spec.rollout.policyRef.name",
+                    repr(policy.metadata.name),
+                    f"a policy for tier {spec.tier} or more critical (it is for tier {policy.spec.tier};"
+                    f" spec.tier is {spec.tier})",
+                    policy.metadata.name,
+                ),
+            ),
+        )
     return apply_policy(spec, policy)
 
 
