@@ -18,7 +18,7 @@ from modeldeploy.operator.analysis.judge import judge
 from modeldeploy.operator.analysis.samples import RawWindow
 from modeldeploy.operator.api.spec import Analysis
 from modeldeploy.operator.api.status import AnalysisStatus
-from modeldeploy.operator.planner import should_hold_inconclusive, should_roll_back
+from modeldeploy.operator.rollout import should_hold_inconclusive, should_roll_back
 
 from .traffic import INTERVAL_S, SLOW_SHARE, Change, Counters, add_tick, raw_arm
 

@@ -16,7 +16,7 @@ from modeldeploy.operator.contract import (
     parse_metadata,
 )
 from modeldeploy.operator.modelmeta import read_contract
-from modeldeploy.operator.planner import analysis_wanted, effective_for
+from modeldeploy.operator.rollout import effective_for, judging
 
 from .test_planner import SHA_B, Sim, deploy, make_md
 
@@ -171,12 +171,16 @@ def test_incompatible_contract_allowed_from_the_start_proceeds_and_is_noted() ->
 def test_unknown_contract_waits_and_never_passes() -> None:
     sim, old, new = canary_at_gate()
     sim.contracts[new] = ContractReading(new, unknown="the canary pod at http://10.0.0.9:8080 did not answer")
+    retries = []
     for _ in range(3):
         p = sim.tick(seconds=5)
         ca = sim.status.canary
         assert ca is not None and ca.contract is None and ca.effective_weight == 0 and ca.step == 0
-        assert p.serving == {old} and p.requeue_after is not None and p.requeue_after <= 2.0
+        assert p.serving == {old} and p.requeue_after is not None
+        retries.append(p.requeue_after)
         assert "did not answer" in sim.cond("Progressing").message
+    # it reads again with a back-off (hole 9: it used to retry every 2 s forever)
+    assert retries == sorted(retries) and retries[0] <= 10.0
     # within the progress deadline (60s) it keeps waiting; past it, it stalls like any pod wait
     sim.tick(seconds=60)
     assert sim.cond("Stalled").reason == "ProgressDeadlineExceeded"
@@ -200,12 +204,12 @@ def test_analysis_waits_for_the_contract() -> None:
     deploy(sim)
     new = sim.set_model("2", SHA_B)
     sim.tick(settle=False)
-    assert not analysis_wanted(sim.md, effective_for(sim.md.spec))
+    assert not judging(sim.md, effective_for(sim.md.spec))
     assert sim.plans[-1].requeue_after != 0.0
     sim.tick()
     ca = sim.status.canary
     assert ca is not None and ca.revision == new and ca.contract is not None
-    assert analysis_wanted(sim.md, effective_for(sim.md.spec))
+    assert judging(sim.md, effective_for(sim.md.spec))
 
 
 # ------------------------------------------------------------------------------------------ edge
@@ -255,3 +259,16 @@ def test_edge_renamed_model_is_a_difference() -> None:
     http = serve({"10.0.0.1/v2/models/fraud": STABLE, "10.0.0.2/v2/models/scorer": STABLE})
     r = read(http, canary_model="scorer")
     assert r.differences == ('model name "fraud" -> "scorer" (clients call /v2/models/<name>)',)
+
+
+def test_contract_read_backs_off_from_2s_to_60s() -> None:
+    """Issue 12 hole 9: an unanswered contract read is retried after 2 s, doubling to at most 60 s."""
+    sim, _old, new = canary_at_gate(progressDeadline="10m")
+    sim.contracts[new] = ContractReading(new, unknown="the canary pod did not answer")
+    p = sim.tick()
+    assert p.requeue_after == 2.0
+    seen = []
+    for _ in range(10):
+        p = sim.tick(seconds=p.requeue_after or 0.0)
+        seen.append(p.requeue_after)
+    assert seen[:6] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0] and set(seen[6:]) == {60.0}

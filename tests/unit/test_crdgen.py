@@ -267,6 +267,7 @@ def _full_status() -> ModelDeploymentStatus:
             consecutive_failures=0,
             consecutive_inconclusive=1,
             first_failure_at=t,
+            passing_since=t,
             passes=2,
             window="2m",
             arms={"stable": arm, "canary": arm},

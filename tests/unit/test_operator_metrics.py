@@ -14,7 +14,7 @@ from modeldeploy.operator.analysis.engine import count
 from modeldeploy.operator.api import Analysis, AnalysisStatus, ModelDeployment
 from modeldeploy.operator.handlers import Operator, _Loop, rollback_seconds
 from modeldeploy.operator.kube import Kube
-from modeldeploy.operator.planner import Observed, effective_for, plan
+from modeldeploy.operator.rollout import Observed, effective_for, plan
 
 from .test_handlers_gateway import FakeKube
 from .test_planner import ANALYSIS, SHA_B, Sim, deploy, make_md, verdict

@@ -19,21 +19,21 @@ from modeldeploy.operator.api.spec import PauseStep
 from modeldeploy.operator.api.status import Condition, ModelDeploymentStatus
 from modeldeploy.operator.contract import ContractReading
 from modeldeploy.operator.manifests import LABEL_REVISION
-from modeldeploy.operator.planner import (
+from modeldeploy.operator.revision import revision_of
+from modeldeploy.operator.rollout import (
     Observed,
     Plan,
     PodProblem,
     RevisionState,
-    analysis_wanted,
     effective_for,
     effective_weight,
+    judging,
     plan,
     replicas_for_weight,
     should_hold_inconclusive,
     should_roll_back,
     weight_at,
 )
-from modeldeploy.operator.revision import revision_of
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 SHA_A = "a" * 64
@@ -622,7 +622,7 @@ def test_analysis_rolls_back_when_failures_reach_the_limit_not_one_before() -> N
     new = sim.set_model("2", SHA_B)
     sim.tick()
     sim.tick()
-    assert analysis_wanted(sim.md, effective_for(sim.md.spec))
+    assert judging(sim.md, effective_for(sim.md.spec))
     assert sim.plans[-1].requeue_after == 0.0  # no analysis yet: a tick is due now
     sim.tick(verdict=verdict("Fail", failures=1, at=sim.now))
     assert sim.status.canary is not None and sim.status.rolled_back_revision is None
@@ -636,7 +636,7 @@ def test_analysis_rolls_back_when_failures_reach_the_limit_not_one_before() -> N
     rolled_back_contract(sim, "AnalysisFailed")
     assert "latencyP99Ms 80 > 50" in sim.cond("Stalled").message
     assert st.history[-1].action == "RolledBack" and st.history[-1].author == "modeldeploy"
-    assert not analysis_wanted(sim.md, effective_for(sim.md.spec))
+    assert not judging(sim.md, effective_for(sim.md.spec))
 
 
 def test_inconclusive_limit_pauses_and_a_pass_resumes() -> None:
@@ -651,7 +651,7 @@ def test_inconclusive_limit_pauses_and_a_pass_resumes() -> None:
     assert sim.conds()["Paused"] == ("True", "AnalysisInconclusive")
     assert sim.conds()["Reconciling"][0] == "True" and sim.conds()["Stalled"][0] == "False"
     assert sim.status.canary is not None and sim.status.canary.step == 1
-    assert analysis_wanted(sim.md, effective_for(sim.md.spec))  # analysis goes on while held
+    assert judging(sim.md, effective_for(sim.md.spec))  # analysis goes on while held
     sim.tick(seconds=5, verdict=verdict("Pass", passes=1, at=sim.now + timedelta(seconds=5)))
     assert sim.conds()["Paused"][0] == "False"
     # the analysis step passed; setWeight 100 is the full size, already Ready; the last verdict is a Pass

@@ -6,7 +6,7 @@ from typing import Any
 
 from modeldeploy.operator import manifests as m
 from modeldeploy.operator.api import ModelDeployment
-from modeldeploy.operator.planner import Observed, Plan, effective_for, plan
+from modeldeploy.operator.rollout import Observed, Plan, effective_for, plan
 
 from .test_planner import ANALYSIS, SHA_B, T0, Sim, deploy, make_md, verdict
 

@@ -41,8 +41,8 @@ from .contract import ContractReading
 from .kube import Credentials, Kube, KubeError, merge_patch
 from .modelmeta import read_contract
 from .observe import observe, pod_model_name, pod_url, ready_pod_urls, ready_pods, relabels
-from .planner import Plan, analysis_wanted, effective_for, parse_time, plan, rfc3339
 from .revision import revision_of
+from .rollout import Plan, effective_for, judging, parse_time, plan, rfc3339
 
 log = logging.getLogger("modeldeploy.operator")
 
@@ -169,7 +169,7 @@ class Operator:
             and status is not None
             and status.stable is not None
             and status.canary is not None
-            and analysis_wanted(md, effective)
+            and judging(md, effective)
             and analysis_due(status.analysis, effective.analysis, now)
         ):
             target = AnalysisTarget(

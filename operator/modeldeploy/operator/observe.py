@@ -16,7 +16,7 @@ from typing import Any
 from modeldeploy.runtime import contract
 
 from .manifests import LABEL_REVISION, LABEL_SERVING, PORT
-from .planner import Observed, PodProblem, RevisionState
+from .rollout.observed import Observed, PodProblem, RevisionState
 
 FAILING_WAIT_REASONS = frozenset(
     {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}

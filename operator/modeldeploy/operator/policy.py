@@ -105,6 +105,18 @@ class EffectiveRollout:
     """How long a replaced or rolled-back revision stays up."""
     allow_contract_change: bool
     """Whether a new version may change its inputs or outputs."""
+    require_approval: bool = False
+    """The policy demands an approval step: `promote-full` may not skip it."""
+    require_analysis: bool = False
+    """The policy demands an analysis: `promote-full` may not skip it."""
+    violations: tuple[str, ...] = ()
+    """Why the spec cannot be rolled out (the policy's bounds broken, a policy unreadable); the
+    other fields are then the spec's own, for what keeps serving."""
+
+    @property
+    def gateway(self) -> bool:
+        """Traffic is split on an HTTPRoute (exact weights) rather than by replica ratio."""
+        return self.traffic_routing.gateway_api is not None
 
 
 @dataclass(frozen=True)
@@ -256,7 +268,33 @@ def apply_policy(spec: ModelDeploymentSpec, policy: RolloutPolicy | None) -> Res
             progress_deadline_seconds=parse_duration(deadline),
             scale_down_delay_seconds=parse_duration(rollout.scale_down_delay),
             allow_contract_change=rollout.allow_contract_change,
+            require_approval=pspec.require_approval,
+            require_analysis=pspec.require_analysis,
         )
+    )
+
+
+def effective_for(
+    spec: ModelDeploymentSpec, policies: Sequence[RolloutPolicy] = (), unreadable: Sequence[Unreadable] = ()
+) -> EffectiveRollout:
+    """The rollout the planner runs: `resolve`'s, or, when the spec breaks its policy, the spec's own
+    with the violations set (the planner then stalls it as InvalidSpec)."""
+    resolution = resolve(spec, policies, unreadable)
+    if resolution.rollout is not None:
+        return resolution.rollout
+    rollout = spec.rollout
+    names = sorted({v.policy for v in resolution.violations if v.policy})
+    return EffectiveRollout(
+        policy=", ".join(names) or None,
+        steps=tuple(rollout.steps or ()),
+        steps_source="spec",
+        analysis=rollout.analysis,
+        analysis_source="spec" if rollout.analysis is not None else None,
+        traffic_routing=rollout.traffic_routing or TrafficRouting(replica_ratio=ReplicaRatioRouting()),
+        progress_deadline_seconds=parse_duration(rollout.progress_deadline or DEFAULT_PROGRESS_DEADLINE),
+        scale_down_delay_seconds=parse_duration(rollout.scale_down_delay),
+        allow_contract_change=rollout.allow_contract_change,
+        violations=tuple(str(v) for v in resolution.violations),
     )
 
 

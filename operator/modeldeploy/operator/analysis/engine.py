@@ -117,9 +117,11 @@ def count(previous: AnalysisStatus | None, verdict: Verdict, at: str | None = No
     further Fails and Inconclusive ticks, and cleared by a Pass."""
     prev = previous or AnalysisStatus()
     first_failure = prev.first_failure_at if prev.consecutive_failures > 0 else None
+    passing_since = None
     if verdict == "Pass":
         failures, inconclusive, passes = 0, 0, prev.passes + 1
         first_failure = None
+        passing_since = (prev.passing_since or at) if prev.verdict == "Pass" else at
     elif verdict == "Fail":
         failures, inconclusive, passes = prev.consecutive_failures + 1, 0, prev.passes
         first_failure = first_failure or at
@@ -131,4 +133,5 @@ def count(previous: AnalysisStatus | None, verdict: Verdict, at: str | None = No
         consecutive_inconclusive=inconclusive,
         passes=passes,
         first_failure_at=first_failure,
+        passing_since=passing_since,
     )

@@ -187,6 +187,9 @@ class AnalysisStatus(ApiModel):
     unset after a Pass. The operator measures a rollback's time from here."""
     passes: int = 0
     """Passing checks since the current step began."""
+    passing_since: str | None = None
+    """When the first check of the current run of passes ran (RFC 3339); unset after a Fail or an
+    Inconclusive. An analysis step's `duration` counts from here (or from the step's start, if later)."""
     window: str | None = None
     """Span each arm was measured over: since the current step began (`30s`, `4m30s`)."""
     arms: dict[str, ArmMeasurement] = Field(default_factory=dict)

@@ -1,0 +1,50 @@
+"""The canary's pods at a weight, and what status says of them (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .state import Rollout, Tick
+from .weights import canary_replicas, effective_weight
+
+
+def size_canary(tick: Tick, r: Rollout, weight: int) -> tuple[Rollout, bool]:
+    """Ask for the canary's pods at `weight`; True when that many are Ready (and no more run)."""
+    ca = r.canary
+    assert ca is not None
+    full = r.full_size(tick)
+    first = r.stable is None
+    want = canary_replicas(weight, full, first=first, gateway=tick.gateway)
+    seen = tick.observed.deployments.get(ca.revision)
+    ready = 0 if seen is None else seen.ready_replicas
+    if r.stable is None:
+        effective = 100
+    elif tick.gateway:
+        effective = weight if ready >= want else 0
+    else:
+        effective = effective_weight(min(ready, want), tick.ready(r.stable.revision))
+    steps = tick.rollout.steps
+    update: dict[str, Any] = {
+        "weight": 100 if first else weight,
+        "replicas": want,
+        "ready_replicas": ready,
+        "effective_weight": effective,
+        "step_action": steps[ca.step].action if not first and ca.step < ca.step_count else None,
+    }
+    if ready > ca.ready_replicas:
+        update["last_progress_at"] = tick.now_s
+    at_size = (
+        seen is not None
+        and seen.replicas == want
+        and seen.up_to_date
+        and ready >= want
+        and (want > 0 or seen.ready_replicas == 0)
+    )
+    return r.with_canary(**update), at_size
+
+
+def checked_in(tick: Tick, r: Rollout) -> Rollout:
+    """A check that ran this tick is progress (for progressDeadline while the rollout waits on analysis)."""
+    if tick.verdict is None or r.canary is None:
+        return r
+    return r.with_canary(last_progress_at=tick.now_s)
