@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import Callable
@@ -326,3 +327,36 @@ async def test_pods_provider_without_pods_is_inconclusive() -> None:
 def test_status_round_trips_through_the_wire_form() -> None:
     status = AnalysisStatus(verdict="Pass", passes=1, queries={"requests": "sum(x)"})
     assert AnalysisStatus.model_validate(json.loads(json.dumps(status.wire()))) == status
+
+
+async def test_baselines_are_kept_per_modeldeployment() -> None:
+    """Issue 12 hole 4: snapshots were keyed by pod URL alone and pruned with the caller's window, so a
+    ModelDeployment judged every 5 minutes beside one with a 30 s window never kept a baseline."""
+    pods = FakePods()
+    slow = Analysis.model_validate({"interval": "5m", "window": "5m", "minRequests": 100})
+    fast = Analysis.model_validate({"interval": "30s", "window": "30s", "minRequests": 100})
+    other = dataclasses.replace(
+        TARGET,
+        name="other",
+        stable=Arm("stable9", ("http://10.0.0.1:8080", "http://10.0.0.2:8080")),
+        canary=Arm("canary9", ("http://10.0.0.3:8080",)),
+    )
+    total = 10_000.0
+
+    def load() -> None:
+        for host, rev in (("10.0.0.1", "stable1"), ("10.0.0.2", "stable1"), ("10.0.0.3", "canary1")):
+            pods.pages[host] = _page(rev, total) + _page(rev.replace("1", "9"), total)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(pods)) as http:
+        analyser = Analyser(http=http)
+        load()
+        first = await analyser.tick(slow, TARGET, None, T0)
+        assert "baseline taken" in first.message
+        status = None
+        for i in range(1, 11):  # the other one ticks every 30 s over the same pods
+            total += 100
+            load()
+            status = await analyser.tick(fast, other, status, T0 + timedelta(seconds=30 * i))
+        second = await analyser.tick(slow, TARGET, first, T0 + timedelta(minutes=5))
+        assert "baseline taken" not in second.message and second.arms["canary"].requests == 1000
+        await analyser.aclose()

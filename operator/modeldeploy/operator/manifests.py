@@ -320,20 +320,25 @@ def service_account(md: ModelDeployment) -> dict[str, Any]:
     }
 
 
-def autoscaler(md: ModelDeployment, stable_revision: str) -> dict[str, Any] | None:
-    """An autoscaling/v2 HPA `<name>` on the stable revision, when `serving.autoscaling` is set."""
+def autoscaler_name(name: str, track: str = "stable") -> str:
+    """`<name>` for stable's HorizontalPodAutoscaler, `<name>-canary` for the canary's."""
+    return name if track == "stable" else f"{name}-{track}"
+
+
+def autoscaler(md: ModelDeployment, revision: str, track: str = "stable") -> dict[str, Any] | None:
+    """An autoscaling/v2 HPA on a revision (`autoscaler_name`), when `serving.autoscaling` is set."""
     scaling = md.spec.serving.autoscaling
     if scaling is None:
         return None
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(md, md.metadata.name),
+        "metadata": _metadata(md, autoscaler_name(md.metadata.name, track)),
         "spec": {
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "name": deployment_name(md.metadata.name, stable_revision),
+                "name": deployment_name(md.metadata.name, revision),
             },
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import conditions as cond
 from .. import manifests
+from .pods import own_autoscaler
 from .state import Rollout, Tick
 
 OPTIONAL_KINDS = (
@@ -40,7 +41,7 @@ def sizes(tick: Tick, r: Rollout) -> dict[str, int | None]:
     if r.stable is not None:
         out[r.stable.revision] = None if tick.spec.serving.autoscaling is not None else full
     if r.canary is not None:
-        out[r.canary.revision] = r.canary.replicas
+        out[r.canary.revision] = None if own_autoscaler(tick, r) else r.canary.replicas
     for entry in r.retiring:
         seen = tick.observed.deployments.get(entry.revision)
         out.setdefault(entry.revision, seen.replicas if seen else 0)
@@ -80,11 +81,16 @@ def children(tick: Tick, r: Rollout, situation: cond.Situation) -> Children:
         if route is not None:
             apply.insert(0, route)
     wanted: set[tuple[str, str]] = set()
+    autoscalers = []
     if r.stable is not None:
-        hpa = manifests.autoscaler(md, r.stable.revision)
+        autoscalers.append((r.stable.revision, "stable"))
+    if r.canary is not None and own_autoscaler(tick, r):
+        autoscalers.append((r.canary.revision, "canary"))
+    for rev, track in autoscalers:
+        hpa = manifests.autoscaler(md, rev, track)
         if hpa is not None:
             apply.append(hpa)
-            wanted.add(("HorizontalPodAutoscaler", name))
+            wanted.add(("HorizontalPodAutoscaler", hpa["metadata"]["name"]))
     pdb = manifests.disruption_budget(md)
     if pdb is not None:
         apply.append(pdb)

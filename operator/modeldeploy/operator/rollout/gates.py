@@ -11,9 +11,10 @@ from ..api.status import AnalysisStatus, ContractStatus, HistoryAction, Revision
 from ..contract import ContractReading
 from . import situation as sit
 from .clock import since
+from .pods import target_replicas
 from .reasons import OPERATOR, Reason, how_to_allow_contract_change, how_to_retry
 from .state import Rollout, Tick
-from .weights import replicas_for_weight, requested_weight
+from .weights import requested_weight
 
 MAX_NAME_LENGTH = 56
 """`<name>-canary` must fit a Service name (63 characters)."""
@@ -231,9 +232,9 @@ def hold_for_contract(tick: Tick, r: Rollout) -> Rollout:
     ca = r.canary
     assert ca is not None
     steps = tick.steps_for(r.stable)
-    full = r.full_size(tick)
     weight = requested_weight(steps, ca.step, tick.gateway)
-    want = full if tick.gateway or ca.step >= ca.step_count else max(1, replicas_for_weight(weight, full))
+    want = target_replicas(tick, r, 100 if ca.step >= ca.step_count else weight)
+    want = max(1, want)
     ready = tick.ready(ca.revision)
     update: dict[str, object] = {"weight": weight, "replicas": want, "ready_replicas": ready, "effective_weight": 0}
     if ready > ca.ready_replicas:

@@ -8,13 +8,29 @@ from .state import Rollout, Tick
 from .weights import canary_replicas, effective_weight
 
 
+def own_autoscaler(tick: Tick, r: Rollout) -> bool:
+    """The canary has its own HorizontalPodAutoscaler: under autoscaling with gatewayAPI routing, where
+    it runs at full size beside stable. (Under replica ratio its size is the step's share of stable's
+    autoscaled size, so an autoscaler of its own would fight the ratio.)"""
+    return tick.spec.serving.autoscaling is not None and tick.gateway and r.stable is not None
+
+
+def target_replicas(tick: Tick, r: Rollout, weight: int) -> int:
+    """Pods the canary should run at `weight` (under its own autoscaler: what the autoscaler chose)."""
+    assert r.canary is not None
+    scaling = tick.spec.serving.autoscaling
+    if own_autoscaler(tick, r) and scaling is not None:
+        seen = tick.observed.deployments.get(r.canary.revision)
+        return seen.replicas if seen is not None and seen.replicas > 0 else scaling.min_replicas
+    return canary_replicas(weight, r.full_size(tick), first=r.stable is None, gateway=tick.gateway)
+
+
 def size_canary(tick: Tick, r: Rollout, weight: int) -> tuple[Rollout, bool]:
     """Ask for the canary's pods at `weight`; True when that many are Ready (and no more run)."""
     ca = r.canary
     assert ca is not None
-    full = r.full_size(tick)
     first = r.stable is None
-    want = canary_replicas(weight, full, first=first, gateway=tick.gateway)
+    want = target_replicas(tick, r, weight)
     seen = tick.observed.deployments.get(ca.revision)
     ready = 0 if seen is None else seen.ready_replicas
     if r.stable is None:

@@ -7,7 +7,7 @@ from ..api.status import RevisionRef, StableStatus
 from . import situation as sit
 from .clock import seconds
 from .controls import promote_full_requested
-from .pods import checked_in, size_canary
+from .pods import checked_in, size_canary, target_replicas
 from .state import Rollout, Tick
 from .weights import promotion_weight
 
@@ -18,7 +18,7 @@ def promote(tick: Tick, r: Rollout) -> Rollout:
     r, _ = size_canary(tick, r, promotion_weight(tick.steps_for(r.stable), tick.gateway))
     ca = r.canary
     assert ca is not None
-    full = r.full_size(tick)
+    full = target_replicas(tick, r, 100)
     seen = tick.observed.deployments.get(ca.revision)
     ready = seen is not None and seen.replicas == full and seen.up_to_date and seen.ready_replicas >= full
     if not ready:

@@ -139,7 +139,9 @@ def awaiting_approval(tick: Tick, r: Rollout, how: str) -> Rollout:
             awaiting_approval=how,
         )
     )
-    return announce(tick, r, "AwaitingApproval", "AwaitingApproval", how, "Normal")
+    if not is_new(tick.previous.conditions, "AwaitingApproval", "ApprovalStep"):  # the condition's reason
+        return r
+    return r.emit("Normal", "AwaitingApproval", how)
 
 
 def stalled(tick: Tick, r: Rollout, reason: Reason, message: str) -> Rollout:
