@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from e2e.loadgen import LoadGenerator
 
 from modeldeploy.operator.analysis import Analyser, AnalysisTarget, Arm
-from modeldeploy.operator.api.spec import Analysis
+from modeldeploy.operator.api.analysis import Analysis
 
 from .conftest import MODEL, NAMESPACE, Revision, Runtimes
 

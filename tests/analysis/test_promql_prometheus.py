@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modeldeploy.operator.analysis import Analyser, AnalysisTarget, Arm
 from modeldeploy.operator.analysis.providers.prometheus import PrometheusMetrics
 from modeldeploy.operator.analysis.samples import RawWindow
-from modeldeploy.operator.api.spec import Analysis, PrometheusProvider
+from modeldeploy.operator.api.analysis import Analysis, PrometheusProvider
 from modeldeploy.runtime import contract
 
 from .conftest import MODEL, NAMESPACE, Prometheus, Revision, Runtimes

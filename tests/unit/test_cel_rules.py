@@ -16,31 +16,34 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from modeldeploy.operator import crdgen
+from modeldeploy.operator.api import analysis as analysis_module
 from modeldeploy.operator.api import policy as policy_module
 from modeldeploy.operator.api import spec as spec_module
 from modeldeploy.operator.api import status as status_module
-from modeldeploy.operator.api.base import CelRule
-from modeldeploy.operator.api.policy import RolloutPolicySpec
-from modeldeploy.operator.api.spec import (
-    BUCKETS_INCREASING,
+from modeldeploy.operator.api.analysis import (
     INTERVAL_POSITIVE,
     METRIC_HAS_BOUND,
     METRIC_MIN_LE_MAX,
     METRICS_NEED_PROMETHEUS,
-    MIN_LE_MAX_REPLICAS,
     PROVIDER_ONE_OF,
+    WINDOW_GE_INTERVAL,
+    Analysis,
+    CustomMetric,
+    Provider,
+)
+from modeldeploy.operator.api.base import CelRule
+from modeldeploy.operator.api.policy import RolloutPolicySpec
+from modeldeploy.operator.api.spec import (
+    BUCKETS_INCREASING,
+    MIN_LE_MAX_REPLICAS,
     REPLICAS_OR_AUTOSCALING,
     ROUTING_ONE_OF,
     SHA256_HEX,
     STEP_ONE_ACTION,
     URI_SCHEME,
     WEIGHTS_NOT_DECREASING,
-    WINDOW_GE_INTERVAL,
-    Analysis,
     Autoscaling,
-    CustomMetric,
     ModelSpec,
-    Provider,
     RolloutSpec,
     ServingSpec,
     Step,
@@ -153,7 +156,7 @@ def _case_id(case: Case) -> str:
     return f"{name}-{'ok' if case.valid else 'bad'}"
 
 
-_RULE_MODULES = (spec_module, policy_module, status_module)
+_RULE_MODULES = (spec_module, analysis_module, policy_module, status_module)
 
 
 def all_rules() -> dict[str, CelRule]:

@@ -311,10 +311,10 @@ def _list_objects_calls() -> set[tuple[str, str]]:
 
 
 def _applied_kinds() -> set[tuple[str, str]]:
-    """(apiVersion, kind) of every object literal in manifests.py: what the operator server-side applies."""
-    tree = ast.parse(Path(manifests.__file__).read_text())
+    """(apiVersion, kind) of every object literal in the manifests package: what the operator server-side applies."""
+    trees = [ast.parse(f.read_text()) for f in sorted(Path(manifests.__file__).parent.glob("*.py"))]
     out = set()
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.Dict):
             fields = {
                 k.value: v.value

@@ -10,7 +10,7 @@ import pytest
 from modeldeploy.operator.analysis.evidence import exceeds
 from modeldeploy.operator.analysis.judge import combine, judge, provider_error
 from modeldeploy.operator.analysis.samples import RawArm, RawWindow
-from modeldeploy.operator.api.spec import Analysis
+from modeldeploy.operator.api.analysis import Analysis
 from modeldeploy.operator.api.status import CheckResult
 from modeldeploy.runtime import contract
 

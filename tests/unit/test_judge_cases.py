@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from modeldeploy.operator.analysis.judge import Judgement, check_level, judge
 from modeldeploy.operator.analysis.samples import RawArm, RawWindow
-from modeldeploy.operator.api.spec import Analysis
+from modeldeploy.operator.api.analysis import Analysis
 from modeldeploy.runtime import contract
 
 INF = math.inf

@@ -14,7 +14,7 @@ import pytest
 
 from modeldeploy.operator.analysis import Analyser, AnalysisTarget, Arm, analysis_due
 from modeldeploy.operator.analysis.engine import count
-from modeldeploy.operator.api.spec import Analysis
+from modeldeploy.operator.api.analysis import Analysis
 from modeldeploy.operator.api.status import AnalysisStatus, Verdict
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -13,6 +13,7 @@ from modeldeploy.operator.analysis.engine import count
 from modeldeploy.operator.api import AnalysisStatus, ModelDeployment, RolloutPolicy
 from modeldeploy.operator.api.status import HistoryEntry, ModelDeploymentStatus, Verdict
 from modeldeploy.operator.contract import ContractReading
+from modeldeploy.operator.manifests import LABEL_OWNER
 from modeldeploy.operator.policy import Unreadable, effective_for
 from modeldeploy.operator.rollout import Observed, plan, rfc3339
 from modeldeploy.operator.rollout.history import trim
@@ -294,3 +295,26 @@ def check_at(sim: Sim, seconds: float, v: Verdict) -> AnalysisStatus:
         return check(sim, v)
     finally:
         sim.now -= timedelta(seconds=seconds)
+
+
+def test_spec_owner_labels_every_child_but_the_pods() -> None:
+    wire = autoscaled(gw_md(steps=[{"setWeight": 20}]))
+    wire["spec"]["serving"]["podDisruptionBudget"] = {"maxUnavailable": 1}
+    sim = Sim(wire)
+    deploy(sim)
+    sim.set_model("2", SHA_B)
+    p = sim.tick()
+    kinds = set()
+    for o in p.apply:
+        kinds.add(o["kind"])
+        assert o["metadata"]["labels"][LABEL_OWNER] == "team-fraud", o["kind"]
+        if o["kind"] == "Deployment":
+            assert LABEL_OWNER not in o["spec"]["template"]["metadata"]["labels"]  # an owner change restarts nothing
+    assert kinds >= {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "HTTPRoute",
+    }

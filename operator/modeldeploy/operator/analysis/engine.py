@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from ..api.analysis import Analysis
 from ..api.base import format_duration, parse_duration
-from ..api.spec import Analysis
 from ..api.status import AnalysisStatus, Verdict
 from .judge import judge, provider_error
 from .providers import Provider, ProviderError, span_seconds

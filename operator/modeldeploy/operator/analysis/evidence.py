@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..api.spec import Analysis
+from ..api.analysis import Analysis
 from ..api.status import CheckResult, Verdict
 from .samples import RawArm
 

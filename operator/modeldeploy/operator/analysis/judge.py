@@ -30,8 +30,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..api.analysis import Analysis
 from ..api.base import format_duration
-from ..api.spec import Analysis
 from ..api.status import ArmMeasurement, CheckResult, Verdict
 from .behaviour import behaviour_checks
 from .evidence import Evidence, exceeds, num, result

@@ -1,5 +1,6 @@
 """The modeldeploy.io/v1alpha1 API, typed once: CRDs, validation and the operator all read these models."""
 
+from .analysis import Analysis, Behaviour, CompareToStable, CustomMetric, Slo
 from .base import API_VERSION, GROUP, VERSION, ApiModel, CelRule, ObjectMeta, format_duration, parse_duration
 from .policy import RolloutPolicySpec
 from .resources import (
@@ -10,18 +11,7 @@ from .resources import (
     ModelDeployment,
     RolloutPolicy,
 )
-from .spec import (
-    Analysis,
-    Behaviour,
-    CompareToStable,
-    CustomMetric,
-    ModelDeploymentSpec,
-    ModelSpec,
-    RolloutSpec,
-    ServingSpec,
-    Slo,
-    Step,
-)
+from .spec import ModelDeploymentSpec, ModelSpec, RolloutSpec, ServingSpec, Step
 from .status import (
     AnalysisStatus,
     ArmMeasurement,

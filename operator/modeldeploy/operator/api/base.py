@@ -83,3 +83,7 @@ class ObjectMeta(BaseModel):
     resource_version: str | None = Field(default=None, alias="resourceVersion")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+
+def count_set(*values: object) -> int:
+    return sum(v is not None for v in values)

@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .analysis import Analysis
 from .base import ApiModel, Duration, cel_rules
-from .spec import MAX_STEPS, WEIGHTS_NOT_DECREASING, Analysis, Step, check_weights_not_decreasing
+from .spec import MAX_STEPS, WEIGHTS_NOT_DECREASING, Step, check_weights_not_decreasing
 
 RequiredDoc = Literal["modelCardUrl", "runbookUrl", "dashboardUrl"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .. import conditions as cond
-from ..api.spec import Analysis
+from ..api.analysis import Analysis
 from ..api.status import AnalysisStatus, ContractStatus, HistoryAction, RevisionRef
 from ..contract import ContractReading
 from . import situation as sit

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from ...api.analysis import Analysis
 from ...api.base import parse_duration
-from ...api.spec import Analysis
 from ..samples import RawWindow
 from ..target import AnalysisTarget
 

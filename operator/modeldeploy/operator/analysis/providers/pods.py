@@ -29,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy.runtime import contract
 
+from ...api.analysis import Analysis
 from ...api.base import parse_duration
-from ...api.spec import Analysis
 from ..samples import RawArm, RawWindow
 from ..stats import Bucket
 from ..target import AnalysisTarget, Arm

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
+from ...api.analysis import Analysis, PrometheusProvider
 from ...api.base import parse_duration
-from ...api.spec import Analysis, PrometheusProvider
 from .. import promql
 from ..samples import RawArm, RawWindow
 from ..stats import Bucket
