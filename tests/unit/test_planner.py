@@ -757,7 +757,7 @@ def test_invalid_spec_keeps_what_serves() -> None:
     assert p.scale == {f"fraud-{old}": 2} and not [o for o in p.apply if o["kind"] == "Deployment"]
 
 
-def test_a_shadow_step_is_refused_until_mirroring_is_built_and_stable_keeps_serving() -> None:
+def test_a_shadow_step_without_an_analysis_is_refused_and_stable_keeps_serving() -> None:
     sim = Sim(make_md(steps=[{"setWeight": 50}]))
     old = deploy(sim)
     sim.set_spec(["rollout", "steps"], [{"shadow": {"duration": "1m"}}, {"setWeight": 50}])
@@ -765,7 +765,7 @@ def test_a_shadow_step_is_refused_until_mirroring_is_built_and_stable_keeps_serv
     p = sim.tick()
     assert sim.conds()["Stalled"] == ("True", "InvalidSpec")
     msg = sim.cond("Stalled").message
-    assert "steps[0] is a shadow step" in msg and "not built" in msg and "remove the step" in msg
+    assert "steps[0] is a shadow step" in msg and "no analysis is configured" in msg
     assert sim.conds()["Available"][0] == "True"
     assert p.scale == {f"fraud-{old}": 2} and not [o for o in p.apply if o["kind"] == "Deployment"]
 

@@ -16,6 +16,7 @@ from typing import Any
 from .. import conditions as cond
 from .. import manifests
 from .pods import own_autoscaler
+from .shadow import shadowing
 from .state import Rollout, Tick
 
 OPTIONAL_KINDS = (
@@ -104,7 +105,8 @@ def children(tick: Tick, r: Rollout, situation: cond.Situation) -> Children:
     delete = tuple(
         manifests.deployment_name(name, rev) for rev in sorted(tick.observed.deployments) if rev not in replicas
     )
-    canary_rev = r.canary.revision if r.canary is not None and not r.contract_held else None
+    live = r.canary is not None and not r.contract_held and shadowing(tick, r) is None
+    canary_rev = r.canary.revision if live and r.canary is not None else None
     serving = frozenset(x for x in (stable_rev, canary_rev) if x)
     known = set(replicas) | set(tick.observed.deployments)
     return Children(

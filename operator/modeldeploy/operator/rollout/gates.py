@@ -13,6 +13,7 @@ from . import situation as sit
 from .clock import since
 from .pods import target_replicas
 from .reasons import OPERATOR, Reason, how_to_allow_contract_change, how_to_retry
+from .shadow import shadowing
 from .state import Rollout, Tick
 from .weights import requested_weight
 
@@ -49,11 +50,10 @@ def violations(tick: Tick) -> list[str]:
                 f"steps[{i}] is an analysis step at weight 0: the canary takes no traffic there, so no check"
                 " can judge it; put a setWeight above 0 before it"
             )
-        if s.shadow is not None:
+        if s.shadow is not None and analysis is None:
             out.append(
-                f"steps[{i}] is a shadow step, which this release does not run: mirroring live requests to the"
-                " canary and comparing answers is not built yet, and a plain hold would skip the agreement gate"
-                " it promises; remove the step (from spec.rollout.steps or the policy's defaultSteps)"
+                f"steps[{i}] is a shadow step, which is judged by rollout.analysis (its interval, minRequests,"
+                " provider) beside its minAgreementPercent, but no analysis is configured"
             )
     if tick.gateway and analysis is not None and requested_weight(steps, len(steps), gateway=True) == 0:
         out.append(
@@ -114,6 +114,12 @@ def roll_back(tick: Tick, r: Rollout, reason: Reason, message: str, author: str 
     return r.but(canary=None, rollback=reason)
 
 
+def live_before(tick: Tick, r: Rollout) -> bool:
+    """Whether a step before the current one sent the canary live traffic."""
+    assert r.canary is not None
+    return any((st.set_weight or 0) > 0 for st in tick.rollout.steps[: r.canary.step])
+
+
 def judged(tick: Tick, r: Rollout) -> Analysis | None:
     """The analysis that judges this canary (None for a first revision or without analysis)."""
     return tick.rollout.analysis if r.stable is not None else None
@@ -131,12 +137,17 @@ def rollback_cause(tick: Tick, r: Rollout) -> Rollout:
     if analysis is None or tick.spec.paused or r.analysis is None:
         return r
     if should_roll_back(r.analysis, analysis):
+        unseen = (
+            " It was a shadow: it answered mirrored copies only, and no live request reached it."
+            if shadowing(tick, r) is not None and not live_before(tick, r)
+            else ""
+        )
         return roll_back(
             tick,
             r,
             "AnalysisFailed",
             f"Analysis failed {r.analysis.consecutive_failures} checks in a row (failureLimit"
-            f" {analysis.failure_limit}): {r.analysis.message}",
+            f" {analysis.failure_limit}): {r.analysis.message}{unseen}",
         )
     v = tick.verdict
     if v is not None and v.verdict == "Fail":

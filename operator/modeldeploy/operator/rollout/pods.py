@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from .shadow import shadowing
 from .state import Rollout, Tick
 from .weights import canary_replicas, effective_weight
 
@@ -22,7 +24,12 @@ def target_replicas(tick: Tick, r: Rollout, weight: int) -> int:
     if own_autoscaler(tick, r) and scaling is not None:
         seen = tick.observed.deployments.get(r.canary.revision)
         return seen.replicas if seen is not None and seen.replicas > 0 else scaling.min_replicas
-    return canary_replicas(weight, r.full_size(tick), first=r.stable is None, gateway=tick.gateway)
+    full = r.full_size(tick)
+    step = shadowing(tick, r)
+    if step is not None and not tick.gateway:
+        # sized for the mirrored share of stable's load, at least one pod
+        return max(1, math.ceil(step.percent * full / 100))
+    return canary_replicas(weight, full, first=r.stable is None, gateway=tick.gateway)
 
 
 def size_canary(tick: Tick, r: Rollout, weight: int) -> tuple[Rollout, bool]:
@@ -35,6 +42,8 @@ def size_canary(tick: Tick, r: Rollout, weight: int) -> tuple[Rollout, bool]:
     ready = 0 if seen is None else seen.ready_replicas
     if r.stable is None:
         effective = 100
+    elif shadowing(tick, r) is not None:
+        effective = 0  # it answers mirrored copies only
     elif tick.gateway:
         effective = weight if ready >= want else 0
     else:

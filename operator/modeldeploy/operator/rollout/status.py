@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import conditions as cond
@@ -14,6 +14,7 @@ from ..policy import EffectiveRollout
 from .children import children
 from .clock import since
 from .reasons import Event
+from .shadow import mirror_settings, tracks
 from .situation import settle
 from .state import Rollout, Tick
 
@@ -43,6 +44,10 @@ class Plan:
     """Set when this tick promoted a canary (not for the first revision)."""
     delete_children: tuple[tuple[str, str, str], ...] = ()
     """(apiVersion, kind, name) of optional children the spec no longer asks for (HPA, PDB)."""
+    tracks: Mapping[str, str] = field(default_factory=dict)
+    """Revision -> its pods' `modeldeploy.io/track` label (`stable`, `canary`, `shadow`)."""
+    mirror: str | None = None
+    """The `modeldeploy.io/mirror` annotation stable's pods carry while a shadow step runs; None: none."""
 
 
 PHASES: dict[cond.State, Phase] = {
@@ -63,7 +68,9 @@ def judging(md: ModelDeployment, rollout: EffectiveRollout, contract_held: bool 
     status = md.status
     if rollout.analysis is None or rollout.violations or md.spec.paused or contract_held:
         return False
-    if status is None or status.stable is None or status.canary is None or status.canary.weight <= 0:
+    if status is None or status.stable is None or status.canary is None:
+        return False
+    if status.canary.weight <= 0 and status.canary.step_action != "shadow":
         return False
     return contract_open(md)
 
@@ -127,4 +134,6 @@ def result(tick: Tick, r: Rollout) -> Plan:
         requeue_after=None if soonest is None else max(soonest, 0.0),
         rollback=r.rollback,
         promoted=r.promoted,
+        tracks=tracks(tick, r),
+        mirror=mirror_settings(tick, r),
     )

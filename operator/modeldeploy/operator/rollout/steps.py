@@ -119,6 +119,37 @@ def analyse(tick: Tick, r: Rollout, step: Step, elapsed: float) -> Outcome:
     )
 
 
+def shadow(tick: Tick, r: Rollout, step: Step, elapsed: float) -> Outcome:
+    """Done after `duration` of mirroring with a passing check (the agreement gate among its checks); the
+    candidate takes no live traffic meanwhile."""
+    assert r.canary is not None and step.shadow is not None
+    analysis = tick.rollout.analysis
+    assert analysis is not None  # a shadow step without rollout.analysis is refused as InvalidSpec
+    d = parse_duration(step.shadow.duration)
+    candidate = r.canary.revision
+    a = r.analysis
+    passed = a is not None and a.verdict == "Pass" and a.passes >= 1
+    if elapsed >= d and passed:
+        agreement = next((c for c in a.checks if c.metric == "agreementPercent"), None) if a else None
+        why = f"shadow passed after {step.shadow.duration}"
+        if agreement is not None and agreement.value is not None:
+            why += f" (agreement {agreement.value:g}%)"
+        return Advance(r, why)
+    if elapsed < d:
+        r = r.look_again(d - elapsed)
+    last = a.verdict if a and a.verdict else "none yet"
+    interval = parse_duration(analysis.interval)
+    doing = (
+        f"shadow: stable mirrors {step.shadow.percent}% of its requests to revision {candidate}, which"
+        f" answers no live request ({max(0, round(d - elapsed))}s of {step.shadow.duration} left; last verdict: {last})"
+    )
+    return Hold(
+        sit.within_deadline(
+            tick, checked_in(tick, r), "waiting for passing shadow checks", doing, slack_s=interval, poll_s=interval
+        )
+    )
+
+
 def step_fn(step: Step) -> StepFn:
     """The function for a step's kind (the API allows exactly one kind per step)."""
     if step.set_weight is not None:
@@ -129,7 +160,9 @@ def step_fn(step: Step) -> StepFn:
         return approve
     if step.analysis is not None:
         return analyse
-    raise ValueError(f"step {step!r} has no kind this release runs")  # shadow is refused as InvalidSpec
+    if step.shadow is not None:
+        return shadow
+    raise ValueError(f"step {step!r} has no kind")  # the API allows exactly one
 
 
 def resumed_since(r: Rollout, started: datetime | None) -> bool:
