@@ -15,6 +15,7 @@ PURE = (
     "rates",
     "latency",
     "behaviour",
+    "agreement",
     "judge",
     "measure",
     "promql",

@@ -225,3 +225,25 @@ REJECTION_REASONS: Final = (
     REJECTION_UNKNOWN_OUTPUT,
     REJECTION_UNSUPPORTED,
 )
+
+# --- shadow: what the operator tells a pod through its downward-API files, and the mirror's metrics ------
+#: env: a directory holding a downward-API volume with files `labels` and `annotations`
+ENV_POD_INFO: Final = "MODELDEPLOY_POD_INFO"
+#: pod label: the pod's track (one of TRACKS); overrides --track while present
+POD_LABEL_TRACK: Final = "modeldeploy.io/track"
+#: pod label: "false" takes the pod out of serving (not ready, keep-alive connections closed)
+POD_LABEL_SERVING: Final = "modeldeploy.io/serving"
+#: pod annotation: JSON mirror settings {"url", "percent", "candidate", "timeoutMs", "scoreTolerance"}; absent: off
+POD_ANNOTATION_MIRROR: Final = "modeldeploy.io/mirror"
+#: request header marking a mirrored copy (never mirrored again)
+MIRROR_HEADER: Final = "modeldeploy-mirror"
+LABEL_CANDIDATE: Final = "candidate"  # the candidate revision a stable pod mirrors to
+LABEL_OUTCOME: Final = "outcome"  # one of MIRROR_OUTCOMES
+LABEL_ARM: Final = "arm"  # "stable" or "candidate"
+MIRROR_OUTCOMES: Final = ("agreed", "disagreed", "candidate_error", "dropped")
+#: counter, labels BASE_LABELS + candidate + outcome: mirrored copies by what became of them
+METRIC_MIRROR_REQUESTS_TOTAL: Final = "modeldeploy_mirror_requests_total"
+#: histogram, labels BASE_LABELS + candidate: |stable - candidate| over score outputs
+METRIC_MIRROR_SCORE_DIFFERENCE: Final = "modeldeploy_mirror_score_difference"
+#: histogram, labels BASE_LABELS + candidate + arm: latency of both answers to the same mirrored requests
+METRIC_MIRROR_DURATION: Final = "modeldeploy_mirror_duration_seconds"

@@ -81,7 +81,7 @@ class Analyser:
         else:
             queries, notes = raw.queries, raw.notes
             window = format_duration(raw.window_seconds)
-            judgement = judge(analysis, raw, phases=target.phases)
+            judgement = judge(analysis, raw, phases=target.phases, shadow=target.shadow)
         message = judgement.message
         if notes:
             message += " Note: " + "; ".join(notes) + "."

@@ -33,12 +33,14 @@ from dataclasses import dataclass
 from ..api.analysis import Analysis
 from ..api.base import format_duration
 from ..api.status import ArmMeasurement, CheckResult, Verdict
+from .agreement import agreement_check
 from .behaviour import behaviour_checks
 from .evidence import Evidence, exceeds, num, result
 from .latency import latency_checks
 from .measure import arm_measurement, total_requests
 from .rates import rate_checks
 from .samples import RawWindow, problems
+from .target import ShadowGate
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class Judgement:
     message: str
 
 
-def statistical_checks(analysis: Analysis) -> int:
-    """How many checks share the error budget: the configured SLO, comparison and behaviour limits."""
+def statistical_checks(analysis: Analysis, shadow: ShadowGate | None = None) -> int:
+    """How many checks share the error budget: the configured SLO, comparison and behaviour limits, and a
+    shadow's agreement minimum."""
     slo, cmp, beh = analysis.slo, analysis.comparison, analysis.behaviour
     limits = [
         *((slo.latency_p99_ms, slo.error_rate_percent) if slo else ()),
@@ -61,12 +64,14 @@ def statistical_checks(analysis: Analysis) -> int:
         cmp.max_client_error_rate_delta,
         *((beh.max_class_mix_distance, beh.max_score_distance, beh.max_input_rejection_percent) if beh else ()),
     ]
+    if shadow is not None:
+        limits.append(shadow.min_agreement_percent)
     return sum(1 for limit in limits if limit is not None)
 
 
-def check_level(analysis: Analysis, phases: int) -> float:
+def check_level(analysis: Analysis, phases: int, shadow: ShadowGate | None = None) -> float:
     """The level each statistical check runs at: 1 - confidence over checks x phases."""
-    return (1 - analysis.confidence) / (max(statistical_checks(analysis), 1) * max(phases, 1))
+    return (1 - analysis.confidence) / (max(statistical_checks(analysis, shadow), 1) * max(phases, 1))
 
 
 def _custom_checks(ev: Evidence, custom: Mapping[str, float | None]) -> list[CheckResult]:
@@ -140,9 +145,10 @@ def _message(verdict: Verdict, checks: tuple[CheckResult, ...], arms: dict[str, 
     return f"{verdict}: {'; '.join(decisive)}."
 
 
-def judge(analysis: Analysis, window: RawWindow, *, phases: int = 1) -> Judgement:
+def judge(analysis: Analysis, window: RawWindow, *, phases: int = 1, shadow: ShadowGate | None = None) -> Judgement:
     """Judge the canary against the spec and against stable over the span `window` covers; `phases` is the
-    number of spans the rollout's analysis may restart in (steps + 1)."""
+    number of spans the rollout's analysis may restart in (steps + 1); `shadow`, during a shadow step,
+    adds the agreement check on the mirrored requests."""
     span = format_duration(window.window_seconds) if math.isfinite(window.window_seconds) else "?"
     bad = problems(window)
     if bad:
@@ -158,9 +164,11 @@ def judge(analysis: Analysis, window: RawWindow, *, phases: int = 1) -> Judgemen
         n_stable=total_requests(window.stable),
         n_canary=total_requests(window.canary),
         span=span,
-        alpha=check_level(analysis, phases),
+        alpha=check_level(analysis, phases, shadow),
     )
     checks = (*rate_checks(ev), *latency_checks(ev), *behaviour_checks(ev), *_custom_checks(ev, window.custom))
+    if shadow is not None:
+        checks = (agreement_check(ev, window.stable.mirrored, shadow), *checks)
     if not checks:
         checks = (
             result(

@@ -27,6 +27,7 @@ QUERY_LATENCY = "latency"
 QUERY_CLASSES = "classes"
 QUERY_SCORES = "scores"
 QUERY_REJECTIONS = "rejections"
+QUERY_MIRRORED = "mirrored"
 CUSTOM_PREFIX = "metric:"
 
 
@@ -84,6 +85,14 @@ def arm_queries(selector: Selector, stable: str, canary: str, window_seconds: fl
         QUERY_SCORES: _increase_by(f"{contract.METRIC_PREDICTION_SCORE}_bucket", "le", matchers, window),
         QUERY_REJECTIONS: _increase_by(contract.METRIC_INPUT_REJECTIONS_TOTAL, contract.LABEL_REASON, matchers, window),
     }
+
+
+def mirror_query(selector: Selector, stable: str, canary: str, window_seconds: float) -> str:
+    """Copies stable's pods mirrored to the canary over the span, by outcome (labelled `revision` = stable)."""
+    matchers = f"{selector.arm(stable)}, {contract.LABEL_CANDIDATE}={quote(canary)}"
+    return _increase_by(
+        contract.METRIC_MIRROR_REQUESTS_TOTAL, contract.LABEL_OUTCOME, matchers, range_duration(window_seconds)
+    )
 
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(canary|stable|window|namespace|model)\s*\}\}")

@@ -24,6 +24,9 @@ class RawArm:
     """Requests rejected as bad input, by reason."""
     pods: int | None = None
     """Pods measured (pods provider only)."""
+    mirrored: dict[str, float] = field(default_factory=dict)
+    """During a shadow step (stable's arm): copies mirrored to the canary by outcome (`agreed`,
+    `disagreed`, `candidate_error`, `dropped`)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def _arm_problems(name: str, arm: RawArm) -> list[str]:
         *((f"class {k}", v) for k, v in arm.class_counts.items()),
         *((f"score bucket le={le}", v) for le, v in arm.score_buckets),
         *((f"rejections {k}", v) for k, v in arm.rejections_by_reason.items()),
+        *((f"mirrored copies {k}", v) for k, v in arm.mirrored.items()),
     ]
     for what, value in series:
         if math.isnan(value) or math.isinf(value):

@@ -16,6 +16,14 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class ShadowGate:
+    """A shadow step in progress: stable's pods mirror to the canary and compare answers."""
+
+    min_agreement_percent: float | None = None
+    """The agreement the step demands; None: agreement is reported, and judged only for being measured."""
+
+
+@dataclass(frozen=True)
 class AnalysisTarget:
     """The ModelDeployment being analysed and its stable and canary arms."""
 
@@ -29,6 +37,9 @@ class AnalysisTarget:
     since: datetime | None = None
     """Start of the span both arms are measured over: when the current step began (its analysis restarts
     there). None: the analysis' `window` before now."""
+    shadow: ShadowGate | None = None
+    """Set during a shadow step: the providers read stable's mirror counters too, the judge adds the
+    agreement check."""
     phases: int = 1
     """Spans the rollout's analysis may restart in (its steps + 1): the judge splits its error budget
     over them."""

@@ -74,8 +74,11 @@ FORGET_AFTER = timedelta(hours=1)
 """A pod's baseline is dropped when no tick measured it for this long."""
 
 
-def parse_metrics(text: str, model: str, revision: str) -> tuple[dict[Key, float], float | None]:
-    """The counters the analysis reads from one /metrics page, for this model and revision."""
+def parse_metrics(
+    text: str, model: str, revision: str, candidate: str | None = None
+) -> tuple[dict[Key, float], float | None]:
+    """The counters the analysis reads from one /metrics page, for this model and revision (and, with a
+    `candidate`, the copies this revision mirrored to it)."""
     counters: dict[Key, float] = {}
     started: float | None = None
     for family in text_string_to_metric_families(text):
@@ -84,9 +87,13 @@ def parse_metrics(text: str, model: str, revision: str) -> tuple[dict[Key, float
                 started = float(sample.value)
                 continue
             label = _WANTED.get(sample.name)
+            labels = sample.labels
+            if sample.name == contract.METRIC_MIRROR_REQUESTS_TOTAL:
+                if candidate is None or labels.get(contract.LABEL_CANDIDATE) != candidate:
+                    continue
+                label = contract.LABEL_OUTCOME
             if label is None:
                 continue
-            labels = sample.labels
             if labels.get(contract.LABEL_MODEL, model) != model:
                 continue
             if labels.get(contract.LABEL_REVISION, revision) != revision:
@@ -125,6 +132,7 @@ def _arm_from(counts: dict[Key, float], pods: int) -> RawArm:
         score_buckets=buckets(f"{contract.METRIC_PREDICTION_SCORE}_bucket"),
         rejections_by_reason=dict(grouped.get(contract.METRIC_INPUT_REJECTIONS_TOTAL, {})),
         pods=pods,
+        mirrored=dict(grouped.get(contract.METRIC_MIRROR_REQUESTS_TOTAL, {})),
     )
 
 
@@ -163,7 +171,8 @@ class PodsMetrics:
                 notes.append(f"{name} pod {url} did not answer ({page})")
                 continue
             try:
-                counters, started = parse_metrics(page, target.model, arm.revision)
+                candidate = target.canary.revision if target.shadow is not None and arm is target.stable else None
+                counters, started = parse_metrics(page, target.model, arm.revision, candidate)
             except ValueError as err:
                 notes.append(f"{name} pod {url} answered unparsable metrics ({err})")
                 continue

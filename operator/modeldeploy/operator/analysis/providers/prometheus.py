@@ -94,6 +94,8 @@ class PrometheusMetrics:
         selector = promql.Selector(target.namespace, target.model)
         stable, canary = target.stable.revision, target.canary.revision
         queries = promql.arm_queries(selector, stable, canary, window)
+        if target.shadow is not None:
+            queries[promql.QUERY_MIRRORED] = promql.mirror_query(selector, stable, canary, window)
         names = list(queries)
         results = await asyncio.gather(*(self._vector(queries[n]) for n in names))
         by_name = dict(zip(names, results, strict=True))
@@ -114,6 +116,7 @@ class PrometheusMetrics:
         classes = grouped(promql.QUERY_CLASSES, "class")
         scores = grouped(promql.QUERY_SCORES, "le")
         rejections = grouped(promql.QUERY_REJECTIONS, "reason")
+        mirrored = grouped(promql.QUERY_MIRRORED, "outcome") if promql.QUERY_MIRRORED in by_name else {}
 
         def arm(revision: str) -> RawArm:
             return RawArm(
@@ -122,6 +125,7 @@ class PrometheusMetrics:
                 class_counts=classes.get(revision, {}),
                 score_buckets=buckets(scores.get(revision, {})),
                 rejections_by_reason=rejections.get(revision, {}),
+                mirrored=mirrored.get(revision, {}) if revision == stable else {},
             )
 
         custom: dict[str, float | None] = {}
