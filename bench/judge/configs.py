@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from modeldeploy.operator.api.spec import Analysis
+from modeldeploy.operator.api.analysis import Analysis
 
 from .simulate import Config
 from .traffic import Change

@@ -16,7 +16,7 @@ import numpy as np
 from modeldeploy.operator.analysis.engine import count
 from modeldeploy.operator.analysis.judge import judge
 from modeldeploy.operator.analysis.samples import RawWindow
-from modeldeploy.operator.api.spec import Analysis
+from modeldeploy.operator.api.analysis import Analysis
 from modeldeploy.operator.api.status import AnalysisStatus
 from modeldeploy.operator.rollout import should_hold_inconclusive, should_roll_back
 

@@ -32,6 +32,10 @@ from .names import (
 )
 
 
+POD_INFO_DIR = "/etc/modeldeploy/pod"
+"""Where the runtime finds its pod's labels and annotations (a downward-API volume)."""
+
+
 def _env(md: ModelDeployment, revision: str) -> list[dict[str, Any]]:
     spec = md.spec
     env: list[dict[str, Any]] = [
@@ -44,6 +48,7 @@ def _env(md: ModelDeployment, revision: str) -> list[dict[str, Any]]:
         {"name": contract.ENV_PORT, "value": str(PORT)},
         {"name": contract.ENV_CACHE_DIR, "value": CACHE_DIR},
         {"name": contract.ENV_PVC_ROOT, "value": contract.DEFAULT_PVC_ROOT},
+        {"name": contract.ENV_POD_INFO, "value": POD_INFO_DIR},
     ]
     serving = spec.serving
     if serving.threads is not None:
@@ -127,12 +132,27 @@ def deployment(md: ModelDeployment, revision: str, replicas: int | None) -> dict
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+            {"name": "podinfo", "mountPath": POD_INFO_DIR, "readOnly": True},
+        ],
     }
     resources = spec.serving.resources
     if resources is not None and (resources.requests or resources.limits):
         container["resources"] = {k: v for k, v in resources.wire().items() if v}
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {}},
+        {
+            # the pod's labels (track, serving) and annotations (mirror) as files the runtime follows
+            "name": "podinfo",
+            "downwardAPI": {
+                "items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+                ]
+            },
+        },
+    ]
     claim = _pvc_claim(spec.model.uri)
     if claim:
         volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
