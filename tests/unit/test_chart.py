@@ -22,8 +22,10 @@ import pytest
 import yaml
 
 from modeldeploy.operator import __main__ as operator_main
-from modeldeploy.operator import crdgen, handlers, kube, manifests
+from modeldeploy.operator import crdgen, kube, manifests
+from modeldeploy.operator.controller import read, wiring
 from modeldeploy.operator.crd import offline
+from modeldeploy.operator.kube import client as kube_client
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modeldeploy"
@@ -289,7 +291,7 @@ def _parse(method: str, path: str, content_type: str) -> tuple[list[Request], bo
 
 
 def _kube_methods() -> set[str]:
-    tree = ast.parse(Path(kube.__file__).read_text())
+    tree = ast.parse(Path(kube_client.__file__).read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Kube")
     return {
         n.name
@@ -299,8 +301,8 @@ def _kube_methods() -> set[str]:
 
 
 def _list_objects_calls() -> set[tuple[str, str]]:
-    """`kube.list_objects("apps/v1", "deployments", ...)` calls in handlers.py: (apiVersion, plural)."""
-    tree = ast.parse(Path(handlers.__file__).read_text())
+    """`kube.list_objects("apps/v1", "deployments", ...)` calls in controller/read.py: (apiVersion, plural)."""
+    tree = ast.parse(Path(read.__file__).read_text())
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "list_objects":
@@ -371,7 +373,7 @@ def used_by_the_code() -> dict[Request, bool]:
     asyncio.run(main())
 
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, creds, {})
+    wiring.register(registry)
     for handler in registry._watching.get_all_handlers():
         sel = handler.selector
         assert sel is not None, handler

@@ -6,7 +6,8 @@ import asyncio
 import json
 from typing import Any, cast
 
-from modeldeploy.operator.handlers import Operator, _Loop
+from modeldeploy.operator.controller import Loop as _Loop
+from modeldeploy.operator.controller import Operator
 from modeldeploy.operator.kube import Kube, KubeError
 
 from .test_planner import make_md

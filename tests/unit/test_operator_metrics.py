@@ -12,7 +12,8 @@ from modeldeploy.operator import metrics
 from modeldeploy.operator.analysis import Analyser, AnalysisTarget
 from modeldeploy.operator.analysis.engine import count
 from modeldeploy.operator.api import Analysis, AnalysisStatus, ModelDeployment
-from modeldeploy.operator.handlers import Operator, _Loop, rollback_seconds
+from modeldeploy.operator.controller import Loop as _Loop
+from modeldeploy.operator.controller import Operator, rollback_seconds
 from modeldeploy.operator.kube import Kube
 from modeldeploy.operator.rollout import Observed, effective_for, plan
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from typing import Any
-
-import kopf
 
 from . import metrics
-from .handlers import register
+from .controller import wiring
 from .kube import load_credentials
 
 
@@ -44,24 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     creds = load_credentials(args.kubeconfig)
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    registry = kopf.OperatorRegistry()
-    state: dict[str, Any] = {}
-    register(registry, creds, state)
     logging.getLogger("modeldeploy.operator").info(
         "modeldeploy operator starting: server %s, namespaces %s, metrics on :%s",
         creds.server,
         ", ".join(args.namespace) or "all",
         args.metrics_port or "off",
     )
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            standalone=True,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-            liveness_endpoint=args.liveness,
-        )
-    )
+    wiring.run(creds, args.namespace, args.liveness)
     return 0
 
 

@@ -7,8 +7,6 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from .api.status import CONDITION_TYPES
-
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILE_SECONDS = Histogram(
@@ -88,12 +86,25 @@ def set_conditions(namespace: str, name: str, conditions: Iterable[tuple[str, st
             CONDITION.labels(namespace, name, ctype, status).set(1 if status == current else 0)
 
 
+PER_OBJECT = (
+    (CANARY_WEIGHT, ("kind",)),
+    (CONDITION, ("type", "status")),
+    (ROLLOUTS, ("result",)),
+    (ANALYSIS_VERDICTS, ("verdict",)),
+    (ROLLBACKS, ("reason",)),
+)
+"""Every metric labelled (namespace, name, ...) with its other labels, in order: `forget` drops them all."""
+
+
 def forget(namespace: str, name: str) -> None:
-    """Drop a deleted ModelDeployment's weight and condition series."""
-    for kind in ("requested", "effective"):
-        with contextlib.suppress(KeyError):
-            CANARY_WEIGHT.remove(namespace, name, kind)
-    for ctype in CONDITION_TYPES:
-        for status in CONDITION_STATUSES:
+    """Drop every series of a deleted ModelDeployment, whatever its other labels' values."""
+    for metric, others in PER_OBJECT:
+        found = {
+            tuple(sample.labels[k] for k in others)
+            for family in metric.collect()
+            for sample in family.samples
+            if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name
+        }
+        for values in found:
             with contextlib.suppress(KeyError):
-                CONDITION.remove(namespace, name, ctype, status)
+                metric.remove(namespace, name, *values)

@@ -1,31 +1,26 @@
-"""The Kubernetes edge: credentials, server-side apply, scale, status, Events, pod labels (httpx, async).
+"""The few API calls the operator makes (httpx, async), raising the typed errors of `errors`.
 
 One field manager (`modeldeploy`), force for our own objects; status through the status
 subresource as an RFC 7386 merge patch computed from the status read; no strategic merge patches.
+An exec plugin's credential is fetched per request from its cache and re-fetched once on a 401.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import json
-import os
 import socket
-import ssl
-import tempfile
-from collections.abc import Generator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from .api.base import API_VERSION
-from .api.resources import MODELDEPLOYMENT_KIND, MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
-from .manifests import FIELD_MANAGER, HTTPROUTE_API_VERSION, HTTPROUTE_PLURAL
+from ..api.base import API_VERSION
+from ..api.resources import MODELDEPLOYMENT_KIND, MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
+from ..manifests import FIELD_MANAGER, HTTPROUTE_API_VERSION, HTTPROUTE_PLURAL
+from .config import Credentials
+from .errors import NotFound, error_for
 
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _RESOURCES = {
     ("apps/v1", "Deployment"): ("apis/apps/v1", "deployments"),
     ("v1", "Service"): ("api/v1", "services"),
@@ -37,125 +32,12 @@ _RESOURCES = {
 }
 
 
-class KubeError(Exception):
-    """An API call failed; the message carries the status code and the server's message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
+def group_path(api_version: str) -> str:
+    return f"api/{api_version}" if "/" not in api_version else f"apis/{api_version}"
 
 
-# ------------------------------------------------------------------------------------ credentials
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How to reach and authenticate to the API server."""
-
-    server: str
-    ca_file: str | None = None
-    insecure: bool = False
-    token: str | None = None
-    token_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    namespace: str | None = None
-
-    def bearer(self) -> str | None:
-        if self.token_file:
-            return Path(self.token_file).read_text().strip()  # re-read: projected tokens rotate
-        return self.token
-
-    def ssl_context(self) -> ssl.SSLContext | bool:
-        if self.insecure:
-            return False
-        ctx = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
-        if self.cert_file and self.key_file:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-        return ctx
-
-
-def _data_file(data: str, suffix: str) -> str:
-    f = tempfile.NamedTemporaryFile("wb", suffix=suffix, delete=False)  # noqa: SIM115 - lives as long as the process
-    with f:
-        f.write(base64.b64decode(data))
-    return f.name
-
-
-def from_kubeconfig(path: str | Path, context: str | None = None) -> Credentials:
-    """Credentials of a kubeconfig's (current) context: token, token file or client certificate."""
-    path = Path(path)
-    cfg: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
-    ctx_name = context or cfg.get("current-context")
-    ctxs = {c["name"]: c.get("context") or {} for c in cfg.get("contexts") or []}
-    if ctx_name not in ctxs:
-        raise ValueError(f"{path}: context {ctx_name!r} not found")
-    ctx = ctxs[ctx_name]
-    cluster = next(c.get("cluster") or {} for c in cfg.get("clusters") or [] if c["name"] == ctx.get("cluster"))
-    user = next((u.get("user") or {} for u in cfg.get("users") or [] if u["name"] == ctx.get("user")), {})
-    if "exec" in user or "auth-provider" in user:
-        raise ValueError(f"{path}: exec and auth-provider credentials are not supported; use a token or certificate")
-
-    def rel(p: str | None) -> str | None:
-        return None if p is None else str((path.parent / p).resolve())
-
-    ca = rel(cluster.get("certificate-authority"))
-    if cluster.get("certificate-authority-data"):
-        ca = _data_file(cluster["certificate-authority-data"], ".crt")
-    cert = rel(user.get("client-certificate"))
-    if user.get("client-certificate-data"):
-        cert = _data_file(user["client-certificate-data"], ".crt")
-    key = rel(user.get("client-key"))
-    if user.get("client-key-data"):
-        key = _data_file(user["client-key-data"], ".key")
-    return Credentials(
-        server=str(cluster["server"]).rstrip("/"),
-        ca_file=ca,
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        token=user.get("token"),
-        token_file=rel(user.get("tokenFile")),
-        cert_file=cert,
-        key_file=key,
-        namespace=ctx.get("namespace"),
-    )
-
-
-def in_cluster() -> Credentials:
-    """The pod's ServiceAccount credentials."""
-    host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if ":" in host:
-        host = f"[{host}]"
-    ns_file = SA_DIR / "namespace"
-    return Credentials(
-        server=f"https://{host}:{port}",
-        ca_file=str(SA_DIR / "ca.crt"),
-        token_file=str(SA_DIR / "token"),
-        namespace=ns_file.read_text().strip() if ns_file.exists() else None,
-    )
-
-
-def load_credentials(kubeconfig: str | None = None) -> Credentials:
-    """`--kubeconfig`, else $KUBECONFIG, else in-cluster, else ~/.kube/config."""
-    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    if path:
-        return from_kubeconfig(path)
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and (SA_DIR / "token").exists():
-        return in_cluster()
-    return from_kubeconfig(Path.home() / ".kube" / "config")
-
-
-class _Bearer(httpx.Auth):
-    def __init__(self, creds: Credentials) -> None:
-        self.creds = creds
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self.creds.bearer()
-        if token:
-            request.headers["Authorization"] = f"Bearer {token}"
-        yield request
-
-
-# ------------------------------------------------------------------------------------ merge patch
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -173,34 +55,40 @@ def merge_patch(old: Any, new: Any) -> Any:
     return patch
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ------------------------------------------------------------------------------------------ client
-
-
-def _group_path(api_version: str) -> str:
-    return f"api/{api_version}" if "/" not in api_version else f"apis/{api_version}"
-
-
 class Kube:
-    """The few API calls the operator makes."""
+    """An API client for one identity; shared by the operator's reconciles (and usable by a CLI)."""
 
     def __init__(self, creds: Credentials, timeout: float = 15.0) -> None:
         self.creds = creds
-        self.http = httpx.AsyncClient(
-            base_url=creds.server,
-            verify=creds.ssl_context(),
-            auth=_Bearer(creds),
-            timeout=timeout,
+        self.timeout = timeout
+        self._tls: tuple[str, str] | None = None
+        self.http = self._client()
+        self.instance = socket.gethostname()
+
+    def _client(self) -> httpx.AsyncClient:
+        self._tls = self.creds.client_cert()
+        return httpx.AsyncClient(
+            base_url=self.creds.server,
+            verify=self.creds.ssl_context(),
+            timeout=self.timeout,
             trust_env=False,
             headers={"User-Agent": "modeldeploy-operator"},
         )
-        self.instance = socket.gethostname()
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    async def _auth(self) -> dict[str, str]:
+        """The Authorization header now; an exec plugin runs in a thread when its credential expired.
+        A new client certificate from the plugin rebuilds the connection pool."""
+        provider = self.creds.exec
+        if provider is not None and provider.cached() is None:
+            await asyncio.to_thread(provider.get)
+        if provider is not None and self.creds.client_cert() != self._tls:
+            old, self.http = self.http, self._client()
+            await old.aclose()
+        token = self.creds.bearer()
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def _call(
         self,
@@ -217,15 +105,24 @@ class Kube:
         if body is not None:
             headers["Content-Type"] = content_type
             content = json.dumps(body).encode()
-        r = await self.http.request(method, "/" + path, content=content, headers=headers, params=params)
-        if r.status_code == 404 and allow_404:
-            return None
+        r = await self.http.request(
+            method, "/" + path, content=content, headers={**headers, **await self._auth()}, params=params
+        )
+        provider = self.creds.exec
+        if r.status_code == 401 and provider is not None:
+            await asyncio.to_thread(provider.refresh, provider.cached())
+            r = await self.http.request(
+                method, "/" + path, content=content, headers={**headers, **await self._auth()}, params=params
+            )
         if r.status_code >= 400:
             try:
                 message = r.json().get("message", r.text)
             except ValueError:
                 message = r.text
-            raise KubeError(r.status_code, f"{method} /{path}: {message}")
+            err = error_for(r.status_code, f"{method} /{path}: {message}")
+            if allow_404 and isinstance(err, NotFound):
+                return None
+            raise err
         result: dict[str, Any] = r.json() if r.content else {}
         return result
 
@@ -238,13 +135,16 @@ class Kube:
 
     # --- ModelDeployments and policies
     def md_path(self, namespace: str, name: str) -> str:
-        return f"{_group_path(API_VERSION)}/namespaces/{namespace}/{MODELDEPLOYMENT_PLURAL}/{name}"
+        return f"{group_path(API_VERSION)}/namespaces/{namespace}/{MODELDEPLOYMENT_PLURAL}/{name}"
 
     async def get_md(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ModelDeployment; None when it is gone."""
         return await self._call("GET", self.md_path(namespace, name), allow_404=True)
 
-    async def list_policies(self) -> list[dict[str, Any]]:
-        out = await self._call("GET", f"{_group_path(API_VERSION)}/{ROLLOUTPOLICY_PLURAL}", allow_404=True)
+    async def list_policies(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every RolloutPolicy; `NotFound` when the RolloutPolicy API is not served (no CRD)."""
+        params = {"limit": str(limit)} if limit else None
+        out = await self._call("GET", f"{group_path(API_VERSION)}/{ROLLOUTPOLICY_PLURAL}", params=params)
         return list((out or {}).get("items") or [])
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
@@ -264,7 +164,7 @@ class Kube:
     ) -> list[dict[str, Any]]:
         sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         out = await self._call(
-            "GET", f"{_group_path(api_version)}/namespaces/{namespace}/{plural}", params={"labelSelector": sel}
+            "GET", f"{group_path(api_version)}/namespaces/{namespace}/{plural}", params={"labelSelector": sel}
         )
         return list((out or {}).get("items") or [])
 
