@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import kopf
 import pytest
 
 from modeldeploy.operator import manifests, metrics
 from modeldeploy.operator.analysis import Analyser
 from modeldeploy.operator.contract import ContractReading
-from modeldeploy.operator.controller import Loop, ObjectGone, Operator, reconcile
+from modeldeploy.operator.controller import Loop, ObjectGone, Operator, reconcile, wiring
 from modeldeploy.operator.controller.read import NOT_SERVED, Snapshot, policy_inputs
 from modeldeploy.operator.controller.workqueue import RESYNC_S
 from modeldeploy.operator.kube import NotFound, ServerError
@@ -302,3 +303,13 @@ def test_an_unreadable_contract_is_retried_with_backoff_not_every_2s(monkeypatch
     clock[0] = 1000.0 + 242
     assert asyncio.run(op.read_contract(md, snap, loop)) == ContractReading(canary)
     assert loop.contract is None  # a reading resets the back-off
+
+
+# ------------------------------------------------------------------------------------------ wiring
+
+
+def test_startup_finds_the_indices_under_the_names_kopf_gives_them() -> None:
+    registry = kopf.OperatorRegistry()
+    wiring.register(registry)
+    ids = {h.id for h in registry._indexing.get_all_handlers()}
+    assert ids == set(wiring.INDICES)

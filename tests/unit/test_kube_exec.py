@@ -38,8 +38,9 @@ from modeldeploy.operator.kube import (
 V1 = "client.authentication.k8s.io/v1"
 V1BETA1 = "client.authentication.k8s.io/v1beta1"
 
-#: Prints an ExecCredential: token `<PREFIX><n>` on its n-th run (counted in $COUNT_FILE), expiring
-#: $EXPIRES_IN seconds from now (never when unset); copies its argv and environment to $SEEN_FILE.
+#: Prints an ExecCredential: token `<PREFIX><n>` on its n-th run (counted in $COUNT_FILE), or $TOKEN from
+#: run $GOOD_FROM on, expiring $EXPIRES_IN seconds from now (never when unset); copies its argv and
+#: environment to $SEEN_FILE.
 PLUGIN = r"""#!PYTHON
 import json, os, sys
 from datetime import datetime, timedelta, timezone
@@ -49,7 +50,8 @@ open(count_file, "w").write(str(n))
 with open(os.environ["SEEN_FILE"], "w") as f:
     json.dump({"argv": sys.argv[1:], "info": json.loads(os.environ.get("KUBERNETES_EXEC_INFO", "null")),
                "extra": os.environ.get("EXTRA")}, f)
-status = {"token": os.environ.get("PREFIX", "tok-") + str(n)}
+good = os.environ.get("TOKEN") and n >= int(os.environ.get("GOOD_FROM", "1"))
+status = {"token": os.environ["TOKEN"] if good else os.environ.get("PREFIX", "tok-") + str(n)}
 if os.environ.get("EXPIRES_IN"):
     at = datetime.now(timezone.utc) + timedelta(seconds=float(os.environ["EXPIRES_IN"]))
     status["expirationTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -66,14 +68,26 @@ def write_plugin(d: Path) -> Path:
 
 
 def kubeconfig(
-    d: Path, server: str, env: dict[str, str], api_version: str = V1, command: str = "./bin/fake-auth-plugin"
+    d: Path,
+    server: str,
+    env: dict[str, str],
+    api_version: str = V1,
+    command: str = "./bin/fake-auth-plugin",
+    ca_file: str | None = None,
 ) -> Path:
     exec_env = {"COUNT_FILE": str(d / "count"), "SEEN_FILE": str(d / "seen.json"), "API_VERSION": api_version, **env}
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": "c",
-        "clusters": [{"name": "k", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "clusters": [
+            {
+                "name": "k",
+                "cluster": {"server": server, "certificate-authority": ca_file}
+                if ca_file
+                else {"server": server, "insecure-skip-tls-verify": True},
+            }
+        ],
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "ml"}}],
         "users": [
             {

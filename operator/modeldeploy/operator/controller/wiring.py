@@ -37,6 +37,8 @@ log = logging.getLogger("modeldeploy.operator")
 
 PREFIX = "operator.modeldeploy.io"
 MANAGED = {manifests.LABEL_MANAGED_BY: manifests.FIELD_MANAGER}
+INDICES = ("owned_deployments", "owned_pods", "policies")
+"""kopf passes each index to every handler as a keyword argument named by its id."""
 #: children other than Deployments (which are indexed): a DELETED event drops the apply cache and wakes the owner
 CHILDREN = (
     ("", "v1", "services"),
@@ -117,7 +119,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
         settings.networking.request_timeout = 60
         state = _state(memo)
         kube = Kube(state.creds)
-        source = Indexed(kwargs["owned_deployments"], kwargs["owned_pods"], kwargs["policies"], kube.list_policies)
+        deployments, pods, policies = (kwargs[i] for i in INDICES)
+        source = Indexed(deployments, pods, policies, confirm=kube.list_policies)
         state.operator = Operator(kube, Analyser(), source)
 
     @kopf.on.cleanup(registry=registry)
@@ -131,17 +134,17 @@ def register(registry: kopf.OperatorRegistry) -> None:
         return await connection_info(_state(memo))
 
     # --- indices: what a pass reads without a list call
-    @kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry)
+    @kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry, id=INDICES[0])
     def owned_deployments(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: dict(body)}
 
-    @kopf.index("", "v1", "pods", labels=MANAGED, registry=registry)
+    @kopf.index("", "v1", "pods", labels=MANAGED, registry=registry, id=INDICES[1])
     def owned_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: dict(body)}
 
-    @kopf.index(GROUP, VERSION, ROLLOUTPOLICY_PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, ROLLOUTPOLICY_PLURAL, registry=registry, id=INDICES[2])
     def policies(body: kopf.Body, **_: Any) -> Any:
         return {None: dict(body)}
 
