@@ -80,7 +80,7 @@ def test_model_pod_runs_as_65532_on_a_read_only_root_and_resolves_services_throu
 
 
 # (verb, resource[/subresource], namespaced, allowed). What the operator's code calls, from
-# modeldeploy.operator.kube and kopf's watches, and what it must never be able to do.
+# modeldeploy.operator.kube and kopf's watches and indices, and what it must never be able to do.
 OPERATOR_ACCESS: list[tuple[str, str, bool, bool]] = [
     ("get", "modeldeployments.modeldeploy.io", True, True),
     ("list", "modeldeployments.modeldeploy.io", True, True),
@@ -93,6 +93,11 @@ OPERATOR_ACCESS: list[tuple[str, str, bool, bool]] = [
     ("delete", "deployments.apps", True, True),
     ("patch", "deployments.apps/scale", True, True),
     ("list", "pods", True, True),
+    ("watch", "pods", True, True),
+    ("watch", "services", True, True),  # a child deleted by hand wakes its owner
+    ("watch", "serviceaccounts", True, True),
+    ("watch", "horizontalpodautoscalers.autoscaling", True, True),
+    ("watch", "poddisruptionbudgets.policy", True, True),
     ("patch", "pods", True, True),
     ("create", "services", True, True),
     ("patch", "services", True, True),
