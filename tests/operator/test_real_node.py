@@ -104,6 +104,8 @@ OPERATOR_ACCESS: list[tuple[str, str, bool, bool]] = [
     ("patch", "serviceaccounts", True, True),
     ("patch", "horizontalpodautoscalers.autoscaling", True, True),
     ("patch", "poddisruptionbudgets.policy", True, True),
+    ("delete", "horizontalpodautoscalers.autoscaling", True, True),
+    ("delete", "poddisruptionbudgets.policy", True, True),
     ("create", "events", True, True),
     # never
     ("update", "modeldeployments.modeldeploy.io", True, False),  # the operator never writes spec

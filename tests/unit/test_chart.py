@@ -360,7 +360,11 @@ def used_by_the_code() -> dict[Request, bool]:
         ),
         "scale": lambda: k.scale("ns", "m-abc", 2),
         "delete_deployment": lambda: k.delete_deployment("ns", "m-abc"),
-        "label_pod": lambda: k.label_pod("ns", "p", {"x": "y"}),
+        "patch_pod": lambda: k.patch_pod("ns", "p", {"x": "y"}, {"a": None}),
+        "delete_object": lambda: asyncio.gather(
+            k.delete_object("autoscaling/v2", "HorizontalPodAutoscaler", "ns", "m"),
+            k.delete_object("policy/v1", "PodDisruptionBudget", "ns", "m"),
+        ),
         "post_event": lambda: k.post_event(md, "Normal", "Test", "message"),
     }
     assert set(calls) == _kube_methods(), "kube.Kube has a new method: teach this test which request it makes"

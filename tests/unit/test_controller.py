@@ -64,8 +64,13 @@ class Kube:
     async def delete_deployment(self, namespace: str, name: str) -> None:
         self.calls.append(("delete", name))
 
-    async def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+    async def patch_pod(
+        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str | None] | None = None
+    ) -> None:
         self.calls.append(("label", (name, labels)))
+
+    async def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.calls.append(("delete", name))
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         if self.status_failures > 0:

@@ -49,7 +49,10 @@ class FakeKube:
     async def delete_deployment(self, *_: Any) -> None:
         return None
 
-    async def label_pod(self, *_: Any) -> None:
+    async def delete_object(self, *_: Any) -> None:
+        return None
+
+    async def patch_pod(self, *_: Any) -> None:
         return None
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy.operator.kube import merge_patch
-from modeldeploy.operator.observe import observe, pod_problem, ready_pod_urls, relabels
+from modeldeploy.operator.observe import observe, pod_changes, pod_problem, ready_pod_urls, relabels
 
 
 def pod(
@@ -76,3 +76,39 @@ def test_merge_patch_removes_replaces_and_recurses() -> None:
         "stable": {"revision": "r"},
     }
     assert merge_patch({"canary": {"step": 1}}, {}) == {"canary": None}
+
+
+def _pod(name: str, rev: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> Any:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"modeldeploy.io/revision": rev, **(labels or {})},
+            "annotations": annotations or {},
+        }
+    }
+
+
+def test_pod_changes_label_tracks_and_carry_the_mirror_on_stable_only() -> None:
+
+    pods = [
+        _pod("s-1", "s", {"modeldeploy.io/serving": "true", "modeldeploy.io/track": "stable"}),
+        _pod("c-1", "c", {"modeldeploy.io/serving": "true"}, {"modeldeploy.io/mirror": "{}"}),
+    ]
+    changes = pod_changes(
+        pods,
+        serving=frozenset({"s"}),
+        out=frozenset({"c"}),
+        tracks={"s": "stable", "c": "shadow"},
+        mirror='{"percent":10}',
+        mirroring="s",
+    )
+    by_name = {c.name: c for c in changes}
+    assert by_name["s-1"].labels == {} and by_name["s-1"].annotations == {"modeldeploy.io/mirror": '{"percent":10}'}
+    assert by_name["c-1"].labels == {"modeldeploy.io/serving": "false", "modeldeploy.io/track": "shadow"}
+    assert by_name["c-1"].annotations == {"modeldeploy.io/mirror": None}  # only stable's pods mirror
+    # the step is over: the annotation goes, and nothing else changes
+    pods[0]["metadata"]["annotations"] = {"modeldeploy.io/mirror": '{"percent":10}'}
+    done = pod_changes(
+        pods[:1], serving=frozenset({"s"}), out=frozenset(), tracks={"s": "stable"}, mirror=None, mirroring="s"
+    )
+    assert [(c.name, c.labels, c.annotations) for c in done] == [("s-1", {}, {"modeldeploy.io/mirror": None})]

@@ -6,13 +6,19 @@ import argparse
 import logging
 import sys
 
-from . import metrics
+from . import controller, metrics, rollout
+from .controller import reconcile as _reconcile  # noqa: F401 - its docstring is the --help
 from .controller import wiring
 from .kube import load_credentials
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m modeldeploy.operator", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m modeldeploy.operator",
+        description=__doc__,
+        epilog=(controller.reconcile.__doc__ or "") + "\n" + (rollout.__doc__ or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument(
         "--namespace",
         "-n",

@@ -11,6 +11,7 @@ only).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy.runtime import contract
@@ -135,9 +136,10 @@ def pod_model_name(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-def ready_pod_urls(pods: Iterable[Mapping[str, Any]], revision: str) -> tuple[str, ...]:
-    """`http://<podIP>:<port>` of a revision's Ready pods that take traffic."""
-    return tuple(sorted(pod_url(p) for p in ready_pods(pods, revision)))
+def ready_pod_urls(pods: Iterable[Mapping[str, Any]], revision: str, *, serving_only: bool = True) -> tuple[str, ...]:
+    """`http://<podIP>:<port>` of a revision's Ready pods (that take traffic, with `serving_only`: a
+    shadow's pods take none, and answer mirrored copies)."""
+    return tuple(sorted(pod_url(p) for p in ready_pods(pods, revision, serving_only=serving_only)))
 
 
 def relabels(pods: Iterable[Mapping[str, Any]], serving: frozenset[str], out: frozenset[str]) -> list[tuple[str, str]]:
@@ -150,4 +152,49 @@ def relabels(pods: Iterable[Mapping[str, Any]], serving: frozenset[str], out: fr
         want = "true" if rev in serving else "false" if rev in out else None
         if want is not None and labels.get(LABEL_SERVING) != want and not meta.get("deletionTimestamp"):
             changes.append((str(meta.get("name")), want))
+    return changes
+
+
+@dataclass(frozen=True)
+class PodChange:
+    """A pod's labels and annotations to patch (an annotation None is removed)."""
+
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str | None]
+
+
+def pod_changes(
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    serving: frozenset[str],
+    out: frozenset[str],
+    tracks: Mapping[str, str],
+    mirror: str | None,
+    mirroring: str | None,
+) -> list[PodChange]:
+    """What each pod's metadata must say and does not: `modeldeploy.io/serving` (in or out of the endpoint),
+    `modeldeploy.io/track` (stable, canary, shadow), and on the pods of revision `mirroring` the mirror
+    settings annotation (removed from every pod when `mirror` is None or the pod is another revision's)."""
+    changes = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        rev = labels.get(LABEL_REVISION)
+        want_labels: dict[str, str] = {}
+        serving_value = "true" if rev in serving else "false" if rev in out else None
+        if serving_value is not None and labels.get(LABEL_SERVING) != serving_value:
+            want_labels[LABEL_SERVING] = serving_value
+        track = tracks.get(rev or "")
+        if track is not None and labels.get(contract.POD_LABEL_TRACK) != track:
+            want_labels[contract.POD_LABEL_TRACK] = track
+        want_mirror = mirror if rev == mirroring else None
+        want_annotations: dict[str, str | None] = {}
+        if annotations.get(contract.POD_ANNOTATION_MIRROR) != want_mirror:
+            want_annotations[contract.POD_ANNOTATION_MIRROR] = want_mirror
+        if want_labels or want_annotations:
+            changes.append(PodChange(str(meta.get("name")), want_labels, want_annotations))
     return changes

@@ -22,7 +22,7 @@ from .. import conditions as cond
 from .. import manifests, metrics
 from ..api.status import AnalysisStatus, ModelDeploymentStatus
 from ..kube import KubeError, merge_patch
-from ..observe import relabels
+from ..observe import pod_changes
 from ..rollout import Plan, parse_time, rfc3339
 
 log = logging.getLogger("modeldeploy.operator")
@@ -35,7 +35,10 @@ class KubeWrites(Protocol):
     async def apply(self, obj: Raw) -> Raw | None: ...
     async def scale(self, namespace: str, name: str, replicas: int) -> None: ...
     async def delete_deployment(self, namespace: str, name: str) -> None: ...
-    async def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
+    async def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> None: ...
+    async def patch_pod(
+        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str | None] | None = None
+    ) -> None: ...
     async def patch_status(self, namespace: str, name: str, patch: Raw) -> Raw | None: ...
     async def post_event(self, md: Raw, type_: str, reason: str, message: str) -> None: ...
 
@@ -65,8 +68,11 @@ async def enact(
     if p.rollback is not None:
         await write_status(kube, obj, p)
     await apply_children(kube, namespace, p, replicas, applied)
-    for pod_name, value in relabels(pods, p.serving, p.out_of_rotation):
-        await kube.label_pod(namespace, pod_name, {manifests.LABEL_SERVING: value})
+    mirroring = p.status.stable.revision if p.status.stable is not None else None
+    for change in pod_changes(
+        pods, serving=p.serving, out=p.out_of_rotation, tracks=p.tracks, mirror=p.mirror, mirroring=mirroring
+    ):
+        await kube.patch_pod(namespace, change.name, change.labels, change.annotations)
     if p.rollback is not None:
         # the canary's weight is zero now: the route's apply and the pods' relabel are done
         metrics.ROLLBACK_SECONDS.observe(time.monotonic() - started)
@@ -82,7 +88,15 @@ async def apply_children(
     kube: KubeWrites, namespace: str, p: Plan, observed_replicas: dict[str, int], cache: dict[str, str]
 ) -> None:
     """Server-side apply what changed since our last apply (the HTTPRoute on every pass: a hand edit of
-    its weights is undone at the next one), then scale and delete Deployments."""
+    its weights is undone at the next one), then scale and delete Deployments and delete the optional
+    children the spec dropped. Existing Deployments are scaled before the apply: under autoscaling the
+    apply carries no replicas, and the scale subresource (an update, not an apply) keeps owning them."""
+    scaled = set()
+    for dep_name, replicas in p.scale.items():
+        dep_rev = dep_name.rsplit("-", 1)[-1]
+        if dep_rev in observed_replicas and observed_replicas[dep_rev] != replicas:
+            await kube.scale(namespace, dep_name, replicas)
+            scaled.add(dep_name)
     for child in p.apply:
         path = kube.path_of(child)
         text = json.dumps(child, sort_keys=True)
@@ -99,11 +113,19 @@ async def apply_children(
         cache[path] = text
     for dep_name, replicas in p.scale.items():
         rev = dep_name.rsplit("-", 1)[-1]
-        if observed_replicas.get(rev) != replicas:
+        if dep_name not in scaled and observed_replicas.get(rev) != replicas:
             await kube.scale(namespace, dep_name, replicas)
     for dep_name in p.delete:
         await kube.delete_deployment(namespace, dep_name)
         cache.pop(f"apis/apps/v1/namespaces/{namespace}/deployments/{dep_name}", None)
+    for api_version, kind, child_name in p.delete_children:
+        await kube.delete_object(api_version, kind, namespace, child_name)
+        cache.pop(
+            kube.path_of(
+                {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": child_name}}
+            ),
+            None,
+        )
 
 
 async def write_status(kube: KubeWrites, obj: Raw, p: Plan) -> None:

@@ -42,6 +42,9 @@ class Source(Protocol):
 
     async def deployments(self, namespace: str, name: str) -> list[Raw]: ...
     async def pods(self, namespace: str, name: str) -> list[Raw]: ...
+    async def children(self, namespace: str, name: str) -> frozenset[tuple[str, str]]:
+        """(kind, name) of the HorizontalPodAutoscalers and PodDisruptionBudgets it owns."""
+        ...
 
 
 class Listing:
@@ -60,6 +63,15 @@ class Listing:
     async def pods(self, namespace: str, name: str) -> list[Raw]:
         return await self.kube.list_objects("v1", "pods", namespace, manifests.instance_selector(name))
 
+    async def children(self, namespace: str, name: str) -> frozenset[tuple[str, str]]:
+        sel = manifests.instance_selector(name)
+        hpas = await self.kube.list_objects("autoscaling/v2", "horizontalpodautoscalers", namespace, sel)
+        pdbs = await self.kube.list_objects("policy/v1", "poddisruptionbudgets", namespace, sel)
+        return frozenset(
+            [("HorizontalPodAutoscaler", str(o["metadata"]["name"])) for o in hpas]
+            + [("PodDisruptionBudget", str(o["metadata"]["name"])) for o in pdbs]
+        )
+
 
 class Indexed:
     """kopf's indices (Mapping of key -> the values of every object under it): Deployments and Pods keyed
@@ -72,8 +84,10 @@ class Indexed:
         pods: Mapping[Any, Iterable[Raw]],
         policies: Mapping[Any, Iterable[Raw]],
         confirm: Any,
+        children: Iterable[Mapping[Any, Iterable[tuple[str, str]]]] = (),
     ) -> None:
         self._deployments, self._pods, self._policies, self._confirm = deployments, pods, policies, confirm
+        self._children = tuple(children)
 
     async def policies(self) -> list[Raw]:
         cached = list(self._policies.get(None, ()))
@@ -87,6 +101,9 @@ class Indexed:
 
     async def pods(self, namespace: str, name: str) -> list[Raw]:
         return list(self._pods.get((namespace, name), ()))
+
+    async def children(self, namespace: str, name: str) -> frozenset[tuple[str, str]]:
+        return frozenset(child for index in self._children for child in index.get((namespace, name), ()))
 
 
 def policy_inputs(raws: Iterable[Raw] | None) -> tuple[list[RolloutPolicy], list[Unreadable]]:
@@ -126,6 +143,8 @@ class Snapshot:
     unreadable: list[Unreadable]
     deployments: list[Raw]
     pods: list[Raw]
+    children: frozenset[tuple[str, str]] = frozenset()
+    """(kind, name) of the optional children that exist (HPAs, PDBs)."""
 
 
 async def read(kube: KubeReads, source: Source, namespace: str, name: str) -> Snapshot | None:
@@ -152,4 +171,5 @@ async def read(kube: KubeReads, source: Source, namespace: str, name: str) -> Sn
         unreadable,
         await source.deployments(namespace, name),
         await source.pods(namespace, name),
+        await source.children(namespace, name),
     )

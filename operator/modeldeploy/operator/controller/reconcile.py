@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 
 from ..analysis import Analyser, AnalysisTarget, Arm, analysis_due
+from ..analysis.target import ShadowGate
 from ..api.resources import ModelDeployment
 from ..api.status import AnalysisStatus
 from ..contract import ContractReading
 from ..modelmeta import read_contract
 from ..observe import observe, pod_model_name, pod_url, ready_pod_urls, ready_pods
+from ..policy import EffectiveRollout
 from ..revision import revision_of
 from ..rollout import Plan, effective_for, judging, parse_time, plan
 from . import enact as act
@@ -41,6 +43,13 @@ def contract_delay(failures: int) -> float:
     """Seconds before the next contract read after `failures` unknown readings in a row (2, 4, ... 60)."""
     first, cap = CONTRACT_BACKOFF_S
     return float(min(cap, first * 2 ** max(0, failures - 1)))
+
+
+def shadow_gate(effective: EffectiveRollout, step: int) -> ShadowGate | None:
+    """The agreement gate while the canary is at a shadow step."""
+    steps = effective.steps
+    shadow = steps[step].shadow if 0 <= step < len(steps) else None
+    return None if shadow is None else ShadowGate(min_agreement_percent=shadow.min_agreement_percent)
 
 
 class Operator:
@@ -72,7 +81,7 @@ class Operator:
             return None
         md = snap.md
         effective = effective_for(md.spec, snap.policies, snap.unreadable)
-        observed = observe(snap.deployments, snap.pods)
+        observed = dataclasses.replace(observe(snap.deployments, snap.pods), children=snap.children)
         reading = await self.read_contract(md, snap, loop)
         if reading is not None:
             observed = dataclasses.replace(observed, contract=reading)
@@ -132,9 +141,10 @@ class Operator:
             name=meta["name"],
             model=md.spec.model.name,
             stable=Arm(status.stable.revision, ready_pod_urls(snap.pods, status.stable.revision)),
-            canary=Arm(status.canary.revision, ready_pod_urls(snap.pods, status.canary.revision)),
+            canary=Arm(status.canary.revision, ready_pod_urls(snap.pods, status.canary.revision, serving_only=False)),
             since=parse_time(status.canary.step_started_at),
             phases=len(effective.steps) + 1,
+            shadow=shadow_gate(effective, status.canary.step),
         )
         try:
             return await self.analyser.tick(effective.analysis, target, status.analysis, now)

@@ -37,7 +37,7 @@ log = logging.getLogger("modeldeploy.operator")
 
 PREFIX = "operator.modeldeploy.io"
 MANAGED = {manifests.LABEL_MANAGED_BY: manifests.FIELD_MANAGER}
-INDICES = ("owned_deployments", "owned_pods", "policies")
+INDICES = ("owned_deployments", "owned_pods", "policies", "owned_autoscalers", "owned_budgets")
 """kopf passes each index to every handler as a keyword argument named by its id."""
 #: children other than Deployments (which are indexed): a DELETED event drops the apply cache and wakes the owner
 CHILDREN = (
@@ -119,8 +119,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
         settings.networking.request_timeout = 60
         state = _state(memo)
         kube = Kube(state.creds)
-        deployments, pods, policies = (kwargs[i] for i in INDICES)
-        source = Indexed(deployments, pods, policies, confirm=kube.list_policies)
+        deployments, pods, policies, autoscalers, budgets = (kwargs[i] for i in INDICES)
+        source = Indexed(deployments, pods, policies, confirm=kube.list_policies, children=(autoscalers, budgets))
         state.operator = Operator(kube, Analyser(), source)
 
     @kopf.on.cleanup(registry=registry)
@@ -143,6 +143,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
     def owned_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: dict(body)}
+
+    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry, id=INDICES[3])
+    def owned_autoscalers(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
+        key = _owner(namespace, labels)
+        return None if key is None else {key: ("HorizontalPodAutoscaler", name)}
+
+    @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry, id=INDICES[4])
+    def owned_budgets(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
+        key = _owner(namespace, labels)
+        return None if key is None else {key: ("PodDisruptionBudget", name)}
 
     @kopf.index(GROUP, VERSION, ROLLOUTPOLICY_PLURAL, registry=registry, id=INDICES[2])
     def policies(body: kopf.Body, **_: Any) -> Any:

@@ -196,11 +196,27 @@ class Kube:
             allow_404=True,
         )
 
-    async def label_pod(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+    async def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete a child the spec no longer asks for (gone already is fine)."""
+        group, plural = _RESOURCES[(api_version, kind)]
+        await self._call(
+            "DELETE",
+            f"{group}/namespaces/{namespace}/{plural}/{name}",
+            body={"propagationPolicy": "Background"},
+            allow_404=True,
+        )
+
+    async def patch_pod(
+        self, namespace: str, name: str, labels: dict[str, str], annotations: dict[str, str | None] | None = None
+    ) -> None:
+        """Merge-patch a pod's labels and annotations (an annotation None is removed)."""
+        metadata: dict[str, Any] = {"labels": labels} if labels else {}
+        if annotations:
+            metadata["annotations"] = annotations
         await self._call(
             "PATCH",
             f"api/v1/namespaces/{namespace}/pods/{name}",
-            body={"metadata": {"labels": labels}},
+            body={"metadata": metadata},
             content_type="application/merge-patch+json",
             params={"fieldManager": FIELD_MANAGER},
             allow_404=True,

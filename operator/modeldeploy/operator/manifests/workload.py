@@ -31,7 +31,6 @@ from .names import (
     service_account_name,
 )
 
-
 POD_INFO_DIR = "/etc/modeldeploy/pod"
 """Where the runtime finds its pod's labels and annotations (a downward-API volume)."""
 

@@ -5,10 +5,11 @@
 The phases, in the order a tick folds them over one frozen `state.Rollout` (each takes the state
 and returns a new one; none does I/O or reads a clock):
 
-1. `gates.violations` / `gates.invalid`   a spec that cannot run (the policy's bounds, a refused
-                                          step) stalls as InvalidSpec; what serves keeps serving
-2. `revisions.retire_expired`             retired revisions past their scale-down time go to zero
-3. `controls.spec_pause`                  spec.paused flipping is recorded
+1. `revisions.retire_expired`             retired revisions past their scale-down time go to zero
+2. `controls.spec_pause`                  spec.paused flipping is recorded
+3. `gates.violations` / `gates.invalid`   a spec that cannot run (the policy's bounds, one unreadable,
+                                          a refused step) stalls as InvalidSpec, and the tick ends
+                                          there: what serves keeps serving
 4. `controls.retry`                       modeldeploy.io/retry lets a rolled-back revision go again
 5. `revisions.follow_spec`                the spec's revision starts a canary, superseding any other
 6. `controls.abort`                       modeldeploy.io/abort rolls the canary back
@@ -16,13 +17,14 @@ and returns a new one; none does I/O or reads a clock):
 8. `steps.run`                            the canary: rollback causes (`gates.rollback_cause`), the
                                           contract gate (`gates.contract_gate`), holds, then one
                                           function per step kind (`steps.set_weight`, `pause`,
-                                          `approve`, `analyse`), then `promotion.promote`
+                                          `approve`, `analyse`, `shadow`), then `promotion.promote`
 9. `status.result`                        the situation (`situation.settle`), the children
                                           (`children.children`), the status and the Plan
 
 `state` holds the state and the tick; `observed` what the cluster holds; `weights` the replica and
 weight arithmetic; `reasons` every reason and the how-to messages; `history` the trimmed audit
-trail; `situation` the conditions' situation and the one rule for Events about it (`announce`).
+trail; `situation` the conditions' situation and the one rule for Events about it (`announce`);
+`pods` the canary's size; `shadow` the mirror settings and track labels of a shadow step.
 """
 
 from __future__ import annotations
