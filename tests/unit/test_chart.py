@@ -54,6 +54,8 @@ FULL_VALUES: dict[str, Any] = {
         "additionalAlertLabels": {"team": "ml-platform"},
     },
     "dashboard": {"enabled": True, "namespace": "monitoring"},
+    "replicas": 2,
+    "leaderElection": {"enabled": True},
 }
 
 
@@ -190,13 +192,27 @@ def test_probes_off_when_the_health_port_is_zero() -> None:
     assert "livenessProbe" not in c and operator_main.parse_args(c["args"]).liveness is None
 
 
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [({"replicas": 2}, "replicas > 1"), ({"leaderElection": {"enabled": True}}, "leaderElection.enabled")],
-)
-def test_values_the_standalone_operator_cannot_honour_are_refused(values: dict[str, Any], message: str) -> None:
-    out = run_helm("template", RELEASE, str(CHART), values=values)
-    assert out.returncode != 0 and message in out.stderr
+def test_two_replicas_without_leader_election_are_refused() -> None:
+    out = run_helm("template", RELEASE, str(CHART), values={"replicas": 2})
+    assert out.returncode != 0 and "replicas > 1 needs leaderElection.enabled" in out.stderr
+
+
+def test_leader_election_runs_two_replicas_with_a_lease_and_a_budget() -> None:
+    objs = render({"replicas": 2, "leaderElection": {"enabled": True}})
+    dep = one(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    args = operator_main.parse_args(c["args"])
+    assert args.leader_election and args.leader_election_id == "md-modeldeploy"
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"]["matchLabels"].items() <= (
+        dep["spec"]["template"]["metadata"]["labels"].items()
+    )
+    single = render({})
+    assert one(single, "Deployment")["spec"]["strategy"]["type"] == "Recreate"
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget"]
 
 
 def test_rollout_policies_from_values() -> None:
@@ -366,6 +382,10 @@ def used_by_the_code() -> dict[Request, bool]:
             k.delete_object("policy/v1", "PodDisruptionBudget", "ns", "m"),
         ),
         "post_event": lambda: k.post_event(md, "Normal", "Test", "message"),
+        "get_lease": lambda: k.get_lease(NAMESPACE, "md"),
+        "write_lease": lambda: asyncio.gather(
+            k.write_lease(NAMESPACE, "md", {}, None), k.write_lease(NAMESPACE, "md", {}, "1")
+        ),
     }
     assert set(calls) == _kube_methods(), "kube.Kube has a new method: teach this test which request it makes"
 
@@ -398,8 +418,6 @@ PLANNED: dict[Request, str] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "kopf resource discovery",
     ("", "namespaces", "list"): "kopf namespace observation",
     ("", "namespaces", "watch"): "kopf namespace observation",
-    ("", "configmaps", "create"): "shadow settings mounted into stable pods (DESIGN)",
-    ("", "configmaps", "patch"): "shadow settings mounted into stable pods (DESIGN)",
     ("discovery.k8s.io", "endpointslices", "get"): "which pods the endpoint really routes to",
     ("discovery.k8s.io", "endpointslices", "list"): "which pods the endpoint really routes to",
     ("discovery.k8s.io", "endpointslices", "watch"): "which pods the endpoint really routes to",
@@ -411,9 +429,14 @@ PLANNED: dict[Request, str] = {
 }
 
 
+LEADER_REQUESTS = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+"""Leader election's requests: made in the release's own namespace only, with leaderElection.enabled."""
+
+
 def _granted(objs: list[dict[str, Any]], scope: str) -> set[Request]:
     """What the release's ServiceAccount may do cluster-wide ("cluster") or in one namespace."""
     roles = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ClusterRole"}
+    roles |= {o["metadata"]["name"]: o for o in objs if o["kind"] == "Role" and o["metadata"]["namespace"] == scope}
     bound = [
         o["roleRef"]["name"]
         for o in objs
@@ -443,12 +466,16 @@ def test_rbac_grants_every_request_the_operator_makes(variant: str) -> None:
     objs = render(values)
     sa = one(objs, "ServiceAccount")["metadata"]
     assert all(s == {"kind": "ServiceAccount", "name": sa["name"], "namespace": NAMESPACE} for s in _subjects(objs))
-    used = used_by_the_code()
+    used = {r: namespaced for r, namespaced in used_by_the_code().items() if r not in LEADER_REQUESTS}
     namespaces = values.get("watchNamespaces") or ["cluster"]
     for ns in namespaces:
         granted = _granted(objs, ns)
         missing = sorted(r for r in used if r not in granted)
         assert not missing, f"not granted in {ns}: {missing}"
+    own = _granted(objs, NAMESPACE)
+    electing = bool(values.get("leaderElection", {}).get("enabled"))
+    assert (own >= LEADER_REQUESTS) is electing, "the Lease is granted exactly when leader election is on"
+    assert not LEADER_REQUESTS & _granted(objs, "cluster"), "the Lease is never granted cluster-wide"
     cluster = _granted(objs, "cluster")
     if values.get("watchNamespaces"):
         # only the cluster-scoped requests are granted cluster-wide
@@ -459,7 +486,7 @@ def test_rbac_grants_every_request_the_operator_makes(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_rbac_grants_nothing_more(variant: str) -> None:
     objs = render(VARIANTS[variant])
-    granted = _granted(objs, "cluster") | {r for ns in ("ml", "ml-staging") for r in _granted(objs, ns)}
+    granted = _granted(objs, "cluster") | {r for ns in ("ml", "ml-staging", NAMESPACE) for r in _granted(objs, ns)}
     extra = sorted(r for r in granted - set(used_by_the_code()) if r not in PLANNED)
     assert not extra, f"granted but neither used by the code nor planned: {extra}"
     # never: secrets, spec writes to ModelDeployments, RBAC, escalation

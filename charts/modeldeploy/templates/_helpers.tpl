@@ -55,10 +55,7 @@ app.kubernetes.io/part-of: modeldeploy
 
 {{/* Refuse values the operator cannot honour. */}}
 {{- define "modeldeploy.validate" -}}
-{{- if .Values.leaderElection.enabled -}}
-{{- fail "leaderElection.enabled: this operator release runs standalone (no leader election); keep it false and replicas 1" -}}
-{{- end -}}
-{{- if gt (int .Values.replicas) 1 -}}
-{{- fail "replicas > 1: without leader election every replica would reconcile every ModelDeployment; keep replicas 1" -}}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail "replicas > 1 needs leaderElection.enabled: true, or every replica would reconcile every ModelDeployment" -}}
 {{- end -}}
 {{- end -}}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 
 from . import controller, metrics, rollout
@@ -29,6 +31,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--metrics-port", type=int, default=8090, help="port of the operator's /metrics (0: off)")
     ap.add_argument("--kubeconfig", default=None, help="kubeconfig; else $KUBECONFIG, in-cluster, ~/.kube/config")
     ap.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    ap.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="reconcile only while holding a coordination.k8s.io/v1 Lease (run two replicas or more)",
+    )
+    ap.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease ($POD_NAMESPACE, else default)",
+    )
+    ap.add_argument("--leader-election-id", default="modeldeploy-operator", help="name of the Lease")
     ap.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return ap.parse_args(argv)
 
@@ -52,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join(args.namespace) or "all",
         args.metrics_port or "off",
     )
-    wiring.run(creds, args.namespace, args.liveness)
+    lease = None
+    if args.leader_election:
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        lease = wiring.LeaseRef(args.leader_election_namespace, args.leader_election_id, identity)
+    wiring.run(creds, args.namespace, args.liveness, lease)
     return 0
 
 

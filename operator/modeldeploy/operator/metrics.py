@@ -69,6 +69,17 @@ MANAGED = Gauge(
     "ModelDeployments this operator reconciles.",
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "modeldeploy_operator_leader",
+    "1 while this replica holds the leader Lease (or runs without leader election), else 0.",
+    registry=REGISTRY,
+)
+INFO = Gauge(
+    "modeldeploy_modeldeployment_info",
+    "1 for each ModelDeployment, labelled with its owner and tier (join on namespace and name).",
+    ["namespace", "name", "owner", "tier"],
+    registry=REGISTRY,
+)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:
@@ -92,6 +103,7 @@ PER_OBJECT = (
     (ROLLOUTS, ("result",)),
     (ANALYSIS_VERDICTS, ("verdict",)),
     (ROLLBACKS, ("reason",)),
+    (INFO, ("owner", "tier")),
 )
 """Every metric labelled (namespace, name, ...) with its other labels, in order: `forget` drops them all."""
 
@@ -108,3 +120,15 @@ def forget(namespace: str, name: str) -> None:
         for values in found:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, name, *values)
+
+
+def set_info(namespace: str, name: str, owner: str, tier: int) -> None:
+    """The object's info series, the only one for it (a changed owner or tier replaces the old series)."""
+    for family in INFO.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            mine = labels.get("namespace") == namespace and labels.get("name") == name
+            if mine and (labels.get("owner"), labels.get("tier")) != (owner, str(tier)):
+                with contextlib.suppress(KeyError):
+                    INFO.remove(namespace, name, labels["owner"], labels["tier"])
+    INFO.labels(namespace, name, owner, str(tier)).set(1)

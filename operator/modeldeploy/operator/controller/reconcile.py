@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from .. import metrics
 from ..analysis import Analyser, AnalysisTarget, Arm, analysis_due
 from ..analysis.target import ShadowGate
 from ..api.resources import ModelDeployment
@@ -110,6 +111,7 @@ class Operator:
                 started=started,
             )
         act.record_metrics(namespace, name, p, verdict)
+        metrics.set_info(namespace, name, md.spec.owner, md.spec.tier)
         return self._requeue(p, loop)
 
     def _requeue(self, p: Plan, loop: Loop) -> float | None:

@@ -17,6 +17,7 @@ so a handler added later cannot write into `status`. The operator never writes `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from typing import Any
 
 import kopf
 
-from .. import manifests
+from .. import manifests, metrics
 from ..analysis import Analyser
 from ..api.base import GROUP, VERSION
 from ..api.resources import MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
 from ..kube import Credentials, Kube
 from ..kube.execauth import ExecCredential
+from .leader import Elector
 from .read import Indexed
 from .reconcile import Operator
 
@@ -53,7 +55,10 @@ class State:
     """What the handlers share, kept in kopf's `memo` (shallow-copied per object, so this one object is shared)."""
 
     creds: Credentials
+    lease: LeaseRef | None = None
+    """Where to hold the leader Lease; None: no leader election (one replica)."""
     operator: Operator | None = None
+    elector: asyncio.Task[None] | None = None
     given: ExecCredential | None = None
     """The exec credential kopf was last given: asked again while it is still cached means a 401."""
 
@@ -121,11 +126,23 @@ def register(registry: kopf.OperatorRegistry) -> None:
         kube = Kube(state.creds)
         deployments, pods, policies, autoscalers, budgets = (kwargs[i] for i in INDICES)
         source = Indexed(deployments, pods, policies, confirm=kube.list_policies, children=(autoscalers, budgets))
-        state.operator = Operator(kube, Analyser(), source)
+        state.operator = op = Operator(kube, Analyser(), source)
+        if state.lease is None:
+            metrics.LEADER.set(1)
+        else:
+            op.queue.leading = False  # until the Lease is ours
+            metrics.LEADER.set(0)
+            elector = Elector(kube, op.queue, state.lease.namespace, state.lease.name, state.lease.identity)
+            state.elector = asyncio.create_task(elector.run(), name="leader election")
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-        op = _state(memo).operator
+        state = _state(memo)
+        if state.elector is not None:
+            state.elector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.elector
+        op = state.operator
         if op is not None:
             await op.aclose()
 
@@ -203,8 +220,17 @@ def _wake(memo: Any, namespace: str | None, labels: Mapping[str, str], dropped: 
         op.queue.wake(key, dropped)
 
 
-def run(creds: Credentials, namespaces: list[str], liveness: str | None) -> None:
-    """Run the operator until it is stopped (SIGINT, SIGTERM)."""
+@dataclass(frozen=True)
+class LeaseRef:
+    """The leader Lease (coordination.k8s.io/v1) and this replica's identity in it."""
+
+    namespace: str
+    name: str
+    identity: str
+
+
+def run(creds: Credentials, namespaces: list[str], liveness: str | None, lease: LeaseRef | None = None) -> None:
+    """Run the operator until it is stopped (SIGINT, SIGTERM); with `lease`, reconcile only while leading."""
     registry = kopf.OperatorRegistry()
     register(registry)
     asyncio.run(
@@ -214,6 +240,6 @@ def run(creds: Credentials, namespaces: list[str], liveness: str | None) -> None
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(state=State(creds)),
+            memo=kopf.Memo(state=State(creds, lease)),
         )
     )

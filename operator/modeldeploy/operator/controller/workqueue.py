@@ -25,6 +25,9 @@ RESYNC_S = 300.0
 MIN_INTERVAL_S = 0.05
 """Coalesce bursts of wake-ups."""
 MAX_BACKOFF_S = 30.0
+MAX_CONCURRENT_PASSES = 8
+"""Passes running at once, over all objects; more wait their turn in arrival order (a fair queue), so a
+burst of changes cannot starve the others and the API server sees a bounded load."""
 Key = tuple[str, str]
 
 
@@ -65,12 +68,39 @@ Pass = Callable[[str, str, Loop], Awaitable[float | None]]
 class WorkQueue:
     """The loops of one operator process, keyed by (namespace, name)."""
 
-    def __init__(self, run_pass: Pass) -> None:
+    def __init__(self, run_pass: Pass, *, leading: bool = True, concurrency: int = MAX_CONCURRENT_PASSES) -> None:
         self.run_pass = run_pass
         self.loops: dict[Key, Loop] = {}
+        self.leading = leading
+        """Loops run only while this replica leads (always, without leader election)."""
+        self.known: dict[Key, tuple[Any, ...] | None] = {}
+        """Every object the watch has shown, leading or not: a new leader starts their loops at once."""
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def lead(self) -> None:
+        """This replica leads from now on: a loop for every object known (each resumes from its status)."""
+        if self.leading:
+            return
+        self.leading = True
+        for key, seen in list(self.known.items()):
+            self.touch(key, seen)
+
+    async def follow(self) -> None:
+        """This replica no longer leads: every loop stops (the objects stay known)."""
+        self.leading = False
+        for key in list(self.loops):
+            loop = self.loops.pop(key)
+            if loop.task is not None:
+                loop.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop.task
+        metrics.MANAGED.set(0)
 
     def touch(self, key: Key, seen: tuple[Any, ...] | None = None) -> None:
         """Make sure the object's loop runs, and wake it (unless `seen` says nothing we read changed)."""
+        self.known[key] = seen
+        if not self.leading:
+            return
         loop = self.loops.get(key)
         if loop is None:
             loop = self.loops[key] = Loop()
@@ -104,6 +134,7 @@ class WorkQueue:
         metrics.forget(*key)
 
     async def forget(self, key: Key) -> None:
+        self.known.pop(key, None)
         loop = self.loops.get(key)
         self._drop(key, loop)
         if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
@@ -124,12 +155,14 @@ class WorkQueue:
                 loop.applied.clear()  # the periodic resync re-applies every child once
                 loop.applied_since = started
             try:
-                requeue = await self.run_pass(key[0], key[1], loop)
+                async with self._slots:
+                    requeue = await self.run_pass(key[0], key[1], loop)
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
             except ObjectGone:
                 log.info("%s/%s is gone; its loop ends", *key)
+                self.known.pop(key, None)
                 self._drop(key, loop)
                 return
             except Exception as e:

@@ -137,6 +137,27 @@ class Kube:
     def md_path(self, namespace: str, name: str) -> str:
         return f"{group_path(API_VERSION)}/namespaces/{namespace}/{MODELDEPLOYMENT_PLURAL}/{name}"
 
+    @staticmethod
+    def lease_path(namespace: str, name: str | None = None) -> str:
+        base = f"apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        return base if name is None else f"{base}/{name}"
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease; None when there is none."""
+        return await self._call("GET", self.lease_path(namespace, name), allow_404=True)
+
+    async def write_lease(
+        self, namespace: str, name: str, spec: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any] | None:
+        """Create the Lease (`resource_version` None) or replace it if it is still at `resource_version`
+        (compare-and-swap: `Conflict` when another replica wrote it first)."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
+        if resource_version is None:
+            return await self._call("POST", self.lease_path(namespace), body=body)
+        metadata["resourceVersion"] = resource_version
+        return await self._call("PUT", self.lease_path(namespace, name), body=body)
+
     async def get_md(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ModelDeployment; None when it is gone."""
         return await self._call("GET", self.md_path(namespace, name), allow_404=True)
