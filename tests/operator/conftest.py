@@ -38,7 +38,13 @@ def crds(local_cluster: ClusterHandle) -> None:
     for path in sorted((ROOT / "crds").glob("*.yaml")):
         local_cluster.apply(path.read_text(), field_manager="modeldeploy-tests", force_conflicts=True)
         name = path.name.removesuffix(".yaml")
-        local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+        def established(crd: str = name) -> bool:
+            # `kubectl wait` errors out while a new CRD has no conditions yet: poll instead
+            conditions = local_cluster.get_json("crd", crd).get("status", {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        wait_for(established, 60, f"CRD {name} Established")
 
 
 @pytest.fixture
