@@ -15,6 +15,7 @@ Exit codes (the same for every command):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -85,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=helps[name])
         p.add_argument("name")
         p.add_argument("--timeout", type=_positive, default=60.0, help="seconds to wait for the operator (60)")
-        p.add_argument("--no-wait", action="store_true", help="write the control and return")
+        p.add_argument("--no-wait", action="store_true", help="write the control and return (exit 0)")
         if name == "abort":
             p.add_argument("--reason", help="why (a ticket number, ...): the annotation's value, kept in history")
         if name == "promote":
@@ -135,12 +136,12 @@ def run_control(kube: Kube, args: argparse.Namespace, out: TextIO, err: TextIO) 
     before = obj
     after = obj
     manager = controls.field_manager(author)
-    for w in plan.writes:
+    for i, w in enumerate(plan.writes):
         patched = kube.patch(name, w.patch, manager)
         out.write(f"{name}: {w.what} (as {author})\n")
-        if args.no_wait:
-            continue
-        seen = poll(lambda: kube.get(name), lambda o, w=w, p=patched: w.taken(p, o), args.timeout)  # type: ignore[misc]
+        if args.no_wait and i == len(plan.writes) - 1:
+            continue  # a write that the next one needs taken in (pause, then resume) is waited for anyway
+        seen = poll(lambda: kube.get(name), functools.partial(w.taken, patched), args.timeout)
         if seen is None:
             err.write(
                 f"kubectl modeldeploy {cmd}: {name}: the operator did not take it in within {args.timeout:g}s"

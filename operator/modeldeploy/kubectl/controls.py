@@ -24,16 +24,6 @@ ABORT = PREFIX + "abort"
 RETRY = PREFIX + "retry"
 PROMOTE_FULL = PREFIX + "promote-full"
 
-#: the history action the operator records when it acts on each control
-EXPECTED_ACTION = {
-    "approve": "Approved",
-    "abort": "Aborted",
-    "retry": "Retried",
-    "promote-full": "PromotedFull",
-    "pause": "Paused",
-    "resume": "Resumed",
-}
-
 Obj = Mapping[str, Any]
 
 
@@ -52,7 +42,6 @@ class Write:
     patch: dict[str, Any]
     what: str
     taken: Callable[[Obj, Obj], bool] = field(compare=False)
-    expect: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,22 +75,22 @@ def _sub(m: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return v if isinstance(v, Mapping) else {}
 
 
-def _annotate(key: str, value: str, author: str, what: str, expect: str) -> Write:
+def _annotate(key: str, value: str, author: str, what: str) -> Write:
     handled_key = {APPROVE: "approve", ABORT: "abort", RETRY: "retry", PROMOTE_FULL: "promoteFull"}[key]
 
     def taken(_patched: Obj, now_obj: Obj) -> bool:
         return _sub(_status(now_obj), "handled").get(handled_key) == value
 
-    return Write({"metadata": {"annotations": {key: value, key + "-by": author}}}, what, taken, expect)
+    return Write({"metadata": {"annotations": {key: value, key + "-by": author}}}, what, taken)
 
 
-def _set_paused(paused: bool, expect: str) -> Write:
+def _set_paused(paused: bool) -> Write:
     def taken(patched: Obj, now_obj: Obj) -> bool:
         gen = (patched.get("metadata") or {}).get("generation")
         observed = _status(now_obj).get("observedGeneration")
         return isinstance(gen, int) and isinstance(observed, int) and observed >= gen
 
-    return Write({"spec": {"paused": paused}}, f"set spec.paused to {str(paused).lower()}", taken, expect)
+    return Write({"spec": {"paused": paused}}, f"set spec.paused to {str(paused).lower()}", taken)
 
 
 def where(obj: Obj) -> str:
@@ -130,7 +119,7 @@ def plan_approve(obj: Obj, author: str) -> Plan | Refusal:
         rev if handled != rev and not handled.startswith(rev + "/") else f"{rev}/step-{int(canary.get('step', 0)) + 1}"
     )
     step = render.step_text(canary)
-    return Plan((_annotate(APPROVE, value, author, f"approved revision {rev} at {step}", "Approved"),), "Approved")
+    return Plan((_annotate(APPROVE, value, author, f"approved revision {rev} at {step}"),), "Approved")
 
 
 def plan_abort(obj: Obj, author: str, reason: str | None, now: datetime) -> Plan | Refusal:
@@ -140,7 +129,7 @@ def plan_abort(obj: Obj, author: str, reason: str | None, now: datetime) -> Plan
         return Refusal(f"no rollout to abort ({where(obj)})")
     value = _unique((reason or "").strip() or "true", _sub(st, "handled").get("abort"), now)
     what = f"aborted the rollout of revision {canary.get('revision')}" + (f" ({reason})" if reason else "")
-    return Plan((_annotate(ABORT, value, author, what, "Aborted"),), "Aborted")
+    return Plan((_annotate(ABORT, value, author, what),), "Aborted")
 
 
 def plan_retry(obj: Obj, author: str) -> Plan | Refusal:
@@ -154,7 +143,7 @@ def plan_retry(obj: Obj, author: str) -> Plan | Refusal:
             f"revision {rev} was retried once already, and the operator acts on modeldeploy.io/retry={rev} once;"
             " change spec.model or spec.serving to roll it out again"
         )
-    return Plan((_annotate(RETRY, rev, author, f"asked to retry revision {rev}", "Retried"),), "Retried")
+    return Plan((_annotate(RETRY, rev, author, f"asked to retry revision {rev}"),), "Retried")
 
 
 def plan_promote_full(obj: Obj, author: str, now: datetime) -> Plan | Refusal:
@@ -164,7 +153,7 @@ def plan_promote_full(obj: Obj, author: str, now: datetime) -> Plan | Refusal:
         return Refusal(f"no rollout to promote ({where(obj)})")
     value = _unique(timefmt.rfc3339(now), _sub(st, "handled").get("promoteFull"), now)
     what = f"asked to promote revision {canary.get('revision')} fully, skipping {render.step_text(canary)} onwards"
-    return Plan((_annotate(PROMOTE_FULL, value, author, what, "PromotedFull"),), "PromotedFull")
+    return Plan((_annotate(PROMOTE_FULL, value, author, what),), "PromotedFull")
 
 
 def _held_at_pause_step(obj: Obj) -> bool:
@@ -195,15 +184,15 @@ def plan_promote(obj: Obj, author: str) -> Plan | Refusal:
 def plan_pause(obj: Obj) -> Plan | Noop:
     if _spec_paused(obj):
         return Noop(f"already paused (spec.paused is true; {where(obj)})")
-    return Plan((_set_paused(True, "Paused"),), "Paused")
+    return Plan((_set_paused(True),), "Paused")
 
 
 def plan_resume(obj: Obj) -> Plan | Noop:
     if _spec_paused(obj):
-        return Plan((_set_paused(False, "Resumed"),), "Resumed")
+        return Plan((_set_paused(False),), "Resumed")
     if _held_at_pause_step(obj):
         # an untimed pause step resumes on a pause and a resume recorded after it began
-        return Plan((_set_paused(True, "Paused"), _set_paused(False, "Resumed")), "Resumed")
+        return Plan((_set_paused(True), _set_paused(False)), "Resumed")
     return Noop(f"not paused ({where(obj)})")
 
 
