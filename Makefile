@@ -24,9 +24,13 @@ install: $(BIN)/python ## Create .venv (package editable, every extra); system p
 	bash hack/cluster/build-node.sh >/dev/null
 	bash hack/cluster/build-traefik.sh >/dev/null
 	bash hack/s3/build-s3.sh >/dev/null
+	bash hack/krew/build-krew.sh >/dev/null
 
 images: ## Build the runtime and operator images offline (buildah) into dist/images/ (archives + images.env)
 	SOURCE=$(IMAGES_SOURCE) PY=$(BIN)/python bash hack/images/build.sh
+
+krew: ## The krew archive and manifest of `kubectl modeldeploy` (dist/krew/; hack/krew/build.sh)
+	PY=$(BIN)/python bash hack/krew/build.sh
 
 crds: ## Render crds/*.yaml from the pydantic API models
 	$(BIN)/python -m modeldeploy.operator.crdgen crds
@@ -72,4 +76,4 @@ bench: ## Runtime benchmark against raw onnxruntime and the peers (see bench/REA
 	bash bench/run.sh
 
 
-.PHONY: help install images crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo e2e-kind bench
+.PHONY: help install images krew crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo e2e-kind bench
