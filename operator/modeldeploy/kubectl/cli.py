@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from . import controls, render, screen, tables
 from .kube import Kube, KubeError, NotFoundError
@@ -31,6 +31,14 @@ from .style import Style
 OK, REFUSED, USAGE, NOT_FOUND, TIMED_OUT, UNREACHABLE, IGNORED, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 130
 
 CONTROL_COMMANDS = ("approve", "abort", "retry", "promote", "pause", "resume")
+
+
+class Api(Protocol):
+    """What the commands need of the API edge (`kube.Kube`)."""
+
+    def get(self, name: str) -> dict[str, Any]: ...
+    def patch(self, name: str, body: dict[str, Any], field_manager: str) -> dict[str, Any]: ...
+    def whoami(self) -> str: ...
 
 
 def _now() -> datetime:
@@ -108,7 +116,7 @@ def poll(
         time.sleep(0.5)  # poll
 
 
-def run_control(kube: Kube, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def run_control(kube: Api, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     name = args.name
     obj = kube.get(name)
     author = kube.whoami()
@@ -171,7 +179,7 @@ def _terminal(out: TextIO) -> bool:
         return False
 
 
-def run_status(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:
+def run_status(kube: Api, args: argparse.Namespace, out: TextIO) -> int:
     tty = _terminal(out)
     style = Style(tty and not args.no_color and not os.environ.get("NO_COLOR"))
     if not args.watch:
