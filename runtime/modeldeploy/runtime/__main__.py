@@ -29,6 +29,9 @@ from modeldeploy.runtime.loading import DigestMismatchError, fetch
 from modeldeploy.runtime.metrics import Metrics
 from modeldeploy.runtime.model import Model
 from modeldeploy.runtime.sources import scrub
+from modeldeploy.runtime.tracing import Tracing, correlate_logs
+from modeldeploy.runtime.tracing import from_env as tracing_from_env
+from modeldeploy.runtime.tracing import install as install_tracing
 
 log = logging.getLogger("modeldeploy.runtime")
 
@@ -78,7 +81,7 @@ def _load_in_thread(cfg: Config) -> Future[_LoadResult]:
     return fut
 
 
-async def serve(cfg: Config) -> int:
+async def serve(cfg: Config, tracing: Tracing | None = None) -> int:
     loop = asyncio.get_running_loop()
     metrics = Metrics(
         cfg.model_name,
@@ -89,6 +92,8 @@ async def serve(cfg: Config) -> int:
         latency_buckets=cfg.latency_buckets,
     )
     app = App(cfg, metrics)
+    if tracing is not None:
+        install_tracing(app, tracing)
     server = HttpServer(app, cfg.host, cfg.port, cfg.max_body_bytes, access_log=cfg.access_log, limits=cfg.limits)
     try:
         await server.start()
@@ -198,6 +203,8 @@ async def serve(cfg: Config) -> int:
             # the grace period is over and an inference still runs on the worker thread: the
             # interpreter would join that thread at exit, so leave without waiting for it
             log.warning("grace period over during an inference; exiting without waiting for it")
+            if tracing is not None:
+                tracing.shutdown()
             logging.shutdown()
             os._exit(c.EXIT_OK)
     log.info("drained; exiting")
@@ -216,10 +223,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        import uvloop  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - uvloop is a runtime dependency off Windows
-        return asyncio.run(serve(cfg))
-    return uvloop.run(serve(cfg))
+        tracing = tracing_from_env(os.environ, cfg.model_name, cfg.model_version, cfg.revision, cfg.track)
+    except ConfigError as e:
+        print(f"modeldeploy-runtime: {e}", file=sys.stderr)
+        return c.EXIT_CONFIG
+    if tracing is not None:
+        correlate_logs()
+        log.info("tracing on: a span per inference, exported as OTEL_* says")
+    try:
+        try:
+            import uvloop  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - uvloop is a runtime dependency off Windows
+            return asyncio.run(serve(cfg, tracing))
+        return uvloop.run(serve(cfg, tracing))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 if __name__ == "__main__":

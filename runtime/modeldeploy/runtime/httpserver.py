@@ -39,7 +39,18 @@ DRAIN_IDLE_S = 0.2  # while draining, a connection idle this long is closed
 MAX_PIPELINED = 64  # answers waiting for inference on one connection before requests wait unparsed
 _PARSE_SLICE = 4 * 1024  # bytes parsed at a time while requests may pile up in the backlog
 _TURN = 2  # pipelined requests answered per connection before other connections get a turn
-_HEADERS_WANTED = frozenset({b"content-length", b"inference-header-content-length", b"content-encoding", b"expect"})
+#: (the W3C trace context headers are kept for tracing, `tracing.py`; a request without them pays nothing)
+_HEADERS_WANTED = frozenset(
+    {
+        b"content-length",
+        b"inference-header-content-length",
+        b"content-encoding",
+        b"expect",
+        b"traceparent",
+        b"tracestate",
+        b"baggage",
+    }
+)
 #: header names as clients usually spell them -> the lower-case name kept, or b"" for one not kept
 #: (saves a lower() per header on the hot path; other spellings are lowered)
 _HEADER_SPELLINGS: dict[bytes, bytes] = {

@@ -1,0 +1,3 @@
+-- Hold the rollout where it is: spec.paused = true.
+obj.spec.paused = true
+return obj
