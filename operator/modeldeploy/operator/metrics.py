@@ -69,6 +69,18 @@ MANAGED = Gauge(
     "ModelDeployments this operator reconciles.",
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "modeldeploy_operator_api_requests_total",
+    "Requests the operator's client sent to the API server (kopf's watches not included), by verb and resource.",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Histogram(
+    "modeldeploy_operator_event_loop_lag_seconds",
+    "How late a 250 ms timer fired on the operator's event loop: time the loop spent busy elsewhere.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "modeldeploy_operator_leader",
     "1 while this replica holds the leader Lease (or runs without leader election), else 0.",

@@ -59,8 +59,21 @@ class State:
     """Where to hold the leader Lease; None: no leader election (one replica)."""
     operator: Operator | None = None
     elector: asyncio.Task[None] | None = None
+    lag: asyncio.Task[None] | None = None
     given: ExecCredential | None = None
     """The exec credential kopf was last given: asked again while it is still cached means a 401."""
+
+
+LAG_PROBE_S = 0.25
+
+
+async def watch_event_loop_lag() -> None:
+    """Observe how late a 250 ms timer fires, forever: the time the event loop was busy elsewhere."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(LAG_PROBE_S)
+        metrics.EVENT_LOOP_LAG.observe(max(0.0, loop.time() - start - LAG_PROBE_S))
 
 
 def _state(memo: Any) -> State:
@@ -127,6 +140,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         deployments, pods, policies, autoscalers, budgets = (kwargs[i] for i in INDICES)
         source = Indexed(deployments, pods, policies, confirm=kube.list_policies, children=(autoscalers, budgets))
         state.operator = op = Operator(kube, Analyser(), source)
+        state.lag = asyncio.create_task(watch_event_loop_lag(), name="event loop lag")
         if state.lease is None:
             metrics.LEADER.set(1)
         else:
@@ -138,10 +152,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state = _state(memo)
-        if state.elector is not None:
-            state.elector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await state.elector
+        for task in (state.elector, state.lag):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         op = state.operator
         if op is not None:
             await op.aclose()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from .. import metrics
 from ..api.base import API_VERSION
 from ..api.resources import MODELDEPLOYMENT_KIND, MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
 from ..manifests import FIELD_MANAGER, HTTPROUTE_API_VERSION, HTTPROUTE_PLURAL
@@ -53,6 +54,22 @@ def merge_patch(old: Any, new: Any) -> Any:
         elif old[key] != value:
             patch[key] = merge_patch(old[key], value) if isinstance(value, dict) else value
     return patch
+
+
+def request_kind(method: str, path: str) -> tuple[str, str]:
+    """(verb, resource) of a request as the API server's audit names them: `list` for a GET of a
+    collection, `update` for a PUT; the resource with its subresource (`modeldeployments/status`)."""
+    parts = path.strip("/").split("/")
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:
+        rest = parts[3:] if parts[0] == "apis" else parts[2:]
+    resource = rest[0] if rest else "?"
+    if len(rest) >= 3:
+        resource += "/" + rest[2]
+    verbs = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+    verb = verbs.get(method, "list" if len(rest) == 1 else "get")
+    return verb, resource
 
 
 class Kube:
@@ -100,6 +117,7 @@ class Kube:
         params: dict[str, str] | None = None,
         allow_404: bool = False,
     ) -> dict[str, Any] | None:
+        metrics.API_REQUESTS.labels(*request_kind(method, path)).inc()
         headers = {"Accept": "application/json"}
         content = None
         if body is not None:
