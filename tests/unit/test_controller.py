@@ -17,7 +17,7 @@ from modeldeploy.operator import manifests, metrics
 from modeldeploy.operator.analysis import Analyser
 from modeldeploy.operator.contract import ContractReading
 from modeldeploy.operator.controller import Loop, ObjectGone, Operator, reconcile, wiring
-from modeldeploy.operator.controller.read import NOT_SERVED, Snapshot, policy_inputs
+from modeldeploy.operator.controller.read import NOT_SERVED, Indexed, Snapshot, policy_inputs
 from modeldeploy.operator.controller.workqueue import RESYNC_S
 from modeldeploy.operator.kube import NotFound, ServerError
 from modeldeploy.operator.policy import Unreadable
@@ -318,3 +318,19 @@ def test_startup_finds_the_indices_under_the_names_kopf_gives_them() -> None:
     wiring.register(registry)
     ids = {h.id for h in registry._indexing.get_all_handlers()}
     assert ids == set(wiring.INDICES)
+
+
+def test_an_empty_policy_index_is_confirmed_by_one_list_call_a_minute_not_one_per_pass() -> None:
+    calls: list[int | None] = []
+
+    async def confirm(limit: int | None = None) -> list[dict[str, Any]]:
+        calls.append(limit)
+        return []
+
+    async def main() -> None:
+        source = Indexed({}, {}, {}, confirm=confirm)
+        for _ in range(5):
+            assert await source.policies() == []
+
+    asyncio.run(main())
+    assert calls == [1]
