@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy.operator.api import ModelDeployment
 from modeldeploy.operator.kube import merge_patch
-from modeldeploy.operator.observe import observe, pod_changes, pod_problem, ready_pod_urls, relabels
+from modeldeploy.operator.manifests import deployment as deployment_manifest
+from modeldeploy.operator.observe import (
+    deployment_fields,
+    observe,
+    pod_changes,
+    pod_fields,
+    pod_model_name,
+    pod_problem,
+    ready_pod_urls,
+    relabels,
+)
+
+from .test_planner import make_md
 
 
 def pod(
@@ -112,3 +125,33 @@ def test_pod_changes_label_tracks_and_carry_the_mirror_on_stable_only() -> None:
         pods[:1], serving=frozenset({"s"}), out=frozenset(), tracks={"s": "stable"}, mirror=None, mirroring="s"
     )
     assert [(c.name, c.labels, c.annotations) for c in done] == [("s-1", {}, {"modeldeploy.io/mirror": None})]
+
+
+def test_the_watch_cache_keeps_only_what_a_pass_reads_and_reads_the_same() -> None:
+    md = ModelDeployment.from_wire(make_md())
+    full_dep = deployment_manifest(md, "r1", 2)
+    full_dep["metadata"]["generation"] = 3
+    full_dep["status"] = {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "observedGeneration": 3}
+    pods = [
+        {
+            **pod("r1", last={"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+            "spec": full_dep["spec"]["template"]["spec"],
+        },
+        {**pod("r2", state={"waiting": {"reason": "CrashLoopBackOff"}}), "spec": full_dep["spec"]["template"]["spec"]},
+    ]
+    pods[0]["metadata"]["labels"]["modeldeploy.io/revision"] = "r1"
+    slim_pods = [pod_fields(p) for p in pods]
+    slim_deps = [deployment_fields(full_dep)]
+    assert observe(slim_deps, slim_pods) == observe([full_dep], pods)
+    assert [pod_problem(p) for p in slim_pods] == [pod_problem(p) for p in pods]
+    assert [pod_model_name(p) for p in slim_pods] == [pod_model_name(p) for p in pods] == ["fraud", "fraud"]
+    assert ready_pod_urls(slim_pods, "r1") == ready_pod_urls(pods, "r1")
+    kw = {
+        "serving": frozenset({"r1"}),
+        "out": frozenset({"r2"}),
+        "tracks": {"r1": "stable"},
+        "mirror": None,
+        "mirroring": "r1",
+    }
+    assert pod_changes(slim_pods, **kw) == pod_changes(pods, **kw)  # type: ignore[arg-type]
+    assert len(str(slim_pods[0])) < len(str(pods[0])) / 2

@@ -198,3 +198,41 @@ def pod_changes(
         if want_labels or want_annotations:
             changes.append(PodChange(str(meta.get("name")), want_labels, want_annotations))
     return changes
+
+
+def _pick(obj: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: obj[k] for k in keys if k in obj}
+
+
+def pod_fields(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a Pod a pass reads (this module's readers and the edge's relabel): what the watch cache
+    keeps of each, a tenth of the whole object."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    containers = [
+        {
+            **_pick(c, "name"),
+            "env": [e for e in c.get("env") or [] if e.get("name") == contract.ENV_MODEL_NAME],
+            "resources": {"limits": _pick((c.get("resources") or {}).get("limits") or {}, "memory")},
+        }
+        for c in spec.get("containers") or []
+    ]
+    return {
+        "metadata": _pick(meta, "name", "namespace", "labels", "annotations", "deletionTimestamp"),
+        "spec": {"containers": containers},
+        "status": {
+            **_pick(status, "podIP", "conditions"),
+            "containerStatuses": [
+                _pick(cs, "name", "state", "lastState", "restartCount") for cs in status.get("containerStatuses") or []
+            ],
+        },
+    }
+
+
+def deployment_fields(dep: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a Deployment a pass reads (`revision_state` and the edge's scale)."""
+    meta, spec, status = dep.get("metadata") or {}, dep.get("spec") or {}, dep.get("status") or {}
+    return {
+        "metadata": _pick(meta, "name", "namespace", "labels", "generation"),
+        "spec": _pick(spec, "replicas"),
+        "status": _pick(status, "readyReplicas", "updatedReplicas", "availableReplicas", "observedGeneration"),
+    }

@@ -31,6 +31,7 @@ from ..api.base import GROUP, VERSION
 from ..api.resources import MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
 from ..kube import Credentials, Kube
 from ..kube.execauth import ExecCredential
+from ..observe import deployment_fields, pod_fields
 from .leader import Elector
 from .read import Indexed
 from .reconcile import Operator
@@ -169,12 +170,12 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry, id=INDICES[0])
     def owned_deployments(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
-        return None if key is None else {key: dict(body)}
+        return None if key is None else {key: deployment_fields(body)}
 
     @kopf.index("", "v1", "pods", labels=MANAGED, registry=registry, id=INDICES[1])
     def owned_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
-        return None if key is None else {key: dict(body)}
+        return None if key is None else {key: pod_fields(body)}
 
     @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry, id=INDICES[3])
     def owned_autoscalers(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
