@@ -66,6 +66,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         c.ENV_MAX_BYTES_ELEMENTS: "100",
         c.ENV_MAX_BYTES_TOTAL: "1000",
         c.ENV_LATENCY_BUCKETS: "0.01,0.02,0.04",
+        c.ENV_POD_INFO: "/etc/podinfo",
     }
     assert set(env) == set(c.FLAG_ENV.values())
     cfg = parse([], environ=env)
@@ -75,6 +76,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
     assert cfg.prediction_kind == "score" and cfg.pvc_root == "/pvc" and cfg.cache_dir == "/tmp/cache"
     assert cfg.execution_provider == "cuda"
     assert cfg.latency_buckets == (0.01, 0.02, 0.04)
+    assert cfg.pod_info == "/etc/podinfo"
     assert cfg.limits == Limits(1024, 2048, 20, 1.5, 9.0, 30.0, 64, 65536, 0, 100, 1000)
     assert cfg.limits.tensor_elements(cfg.max_body_bytes) == 1000  # 0: the body limit
     cfg = parse(["--port", "7000", "--track", "shadow", "--access-log", "off", "--max-headers", "7"], environ=env)

@@ -45,6 +45,8 @@ class Config:
     drain_delay_s: float = c.DEFAULT_DRAIN_DELAY_S
     execution_provider: str = c.DEFAULT_EXECUTION_PROVIDER
     latency_buckets: tuple[float, ...] = c.REQUEST_DURATION_BUCKETS
+    #: a downward-API directory of the pod's labels and annotations, followed while serving ("": none)
+    pod_info: str = ""
     limits: lim.Limits = field(default_factory=lim.Limits)
 
     @property
@@ -115,6 +117,14 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         _buckets,
         "request-duration histogram edges in seconds, comma-separated (default: ten per decade, 0.1 ms to 10 s);"
         " put an edge at every latency SLO the analysis judges",
+    ),
+    (
+        "--pod-info",
+        "pod_info",
+        str,
+        "directory of a downward-API volume with the pod's `labels` and `annotations`, re-read while serving: "
+        f"{c.LABEL_POD_TRACK} overrides --track, {c.LABEL_POD_SERVING}=false takes the pod out of serving, "
+        f"{c.ANNOTATION_MIRROR} turns the mirror on (default: none, the flags alone)",
     ),
     ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
     ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),
