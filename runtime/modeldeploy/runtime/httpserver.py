@@ -652,12 +652,12 @@ class HttpServer:
         self._sweeper = self.loop.call_later(every, self._sweep)
 
     def _sweep(self) -> None:
-        idle = DRAIN_IDLE_S if self.draining else self.limits.keepalive_timeout_s
+        idle = DRAIN_IDLE_S if self.close_each else self.limits.keepalive_timeout_s
         now = self.loop.time()
         for conn in [*self.connections, *self.rejected]:
             conn.sweep(now, idle)
         self.check_drained()
-        self._schedule_sweep(DRAIN_IDLE_S / 2 if self.draining else self.limits.sweep_every_s())
+        self._schedule_sweep(DRAIN_IDLE_S / 2 if self.close_each else self.limits.sweep_every_s())
 
     def begin_drain(self) -> None:
         """Stop listening; in-flight requests finish and their connections close after the answer."""
@@ -673,16 +673,16 @@ class HttpServer:
 
     def set_shedding(self, on: bool) -> None:
         """Taken out of serving (or back): from now on every answer carries `connection: close` and its
-        connection closes after it; idle keep-alive connections close at once. Keeps listening."""
+        connection closes after it; a keep-alive connection idle for DRAIN_IDLE_S closes (at once, for
+        those idle that long already). Keeps listening. A connection that has just been answered is
+        given DRAIN_IDLE_S for its next request, answered with `connection: close`, rather than closed
+        under a client about to send (which would see its request fail)."""
         self.shedding = on
         self.close_each = on or self.draining
-        if not on:
-            return
-        for conn in list(self.connections):
-            t = conn.transport
-            if t is not None and not t.is_closing() and conn.is_idle():
-                conn.closing = True
-                t.close()
+        if on and not self.draining:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep()  # closes the connections idle for DRAIN_IDLE_S, then sweeps every DRAIN_IDLE_S / 2
 
     def check_drained(self) -> None:
         if self.draining and not self.connections:
