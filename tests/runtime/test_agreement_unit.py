@@ -24,12 +24,14 @@ from modeldeploy.runtime.mirror import live_header_len
 from modeldeploy.runtime.mirrormetrics import MirrorMetrics
 
 
-def answer(outputs: dict[str, np.ndarray[Any, Any]], datatypes: dict[str, str], binary: bool) -> tuple[bytes, int | None]:
+def answer(
+    outputs: dict[str, np.ndarray[Any, Any]], datatypes: dict[str, str], binary: bool
+) -> tuple[bytes, int | None]:
     specs = [(TensorSpec(n, datatypes[n], tuple(a.shape)), a, binary) for n, a in outputs.items()]
     return encode_response("m", "1", None, specs)
 
 
-OUTS = {
+OUTS: dict[str, np.ndarray[Any, Any]] = {
     "probabilities": np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], dtype=np.float32),
     "score": np.array([0.25, 0.75], dtype=np.float32),
     "label": np.array([1, 0], dtype=np.int64),
@@ -147,7 +149,9 @@ def test_mirror_metrics_follow_the_track_and_keep_old_series() -> None:
     base = {"model": "fraud", "version": "7", "revision": "rev1", "candidate": "rev2"}
 
     def mirror(track: str, outcome: str) -> float:
-        return got[(c.METRIC_MIRROR_REQUESTS_TOTAL, tuple(sorted({**base, "track": track, "outcome": outcome}.items())))]
+        return got[
+            (c.METRIC_MIRROR_REQUESTS_TOTAL, tuple(sorted({**base, "track": track, "outcome": outcome}.items())))
+        ]
 
     assert (mirror("stable", "agreed"), mirror("stable", "disagreed")) == (1, 0)
     assert (mirror("canary", "agreed"), mirror("canary", "disagreed"), mirror("canary", "dropped")) == (0, 1, 0)

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.runtime.podinfo_dir import PodInfoDir, render
 
 from modeldeploy.runtime import contract as c
-from modeldeploy.runtime.podinfo import QuoteError, go_unquote, parse_downward, parse_mirror, pod_view
+from modeldeploy.runtime.podinfo import PodView, QuoteError, go_unquote, parse_downward, parse_mirror, pod_view
 from modeldeploy.runtime.podwatch import PodWatcher, read_view
-from tests.runtime.podinfo_dir import PodInfoDir, render
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_go_unquote(quoted: str, value: str) -> None:
     assert go_unquote(quoted) == value
 
 
-@pytest.mark.parametrize("bad", ['plain', '"open', '"a"b"', '"bad \\q"', '"\\x4"', '"\\uD800"', '"end\\"'])
+@pytest.mark.parametrize("bad", ["plain", '"open', '"a"b"', '"bad \\q"', '"\\x4"', '"\\uD800"', '"end\\"'])
 def test_go_unquote_refuses(bad: str) -> None:
     with pytest.raises(QuoteError):
         go_unquote(bad)
@@ -71,11 +71,20 @@ def test_parse_mirror_full_and_defaults() -> None:
         )
     )
     assert problem is None and s is not None
-    assert (s.url, s.host, s.port, s.percent, s.candidate) == ("http://fraud-canary.ml.svc:8080", "fraud-canary.ml.svc", 8080, 25.0, "rev2")
+    assert (s.url, s.host, s.port, s.percent, s.candidate) == (
+        "http://fraud-canary.ml.svc:8080",
+        "fraud-canary.ml.svc",
+        8080,
+        25.0,
+        "rev2",
+    )
     assert (s.timeout_s, s.absolute_tolerance, s.relative_tolerance) == (0.25, 0.01, 0.0)
     s, problem = parse_mirror('{"url": "http://10.0.0.1", "percent": 100, "candidate": "r"}')
     assert s is not None and s.port == 80 and s.timeout_s == c.DEFAULT_MIRROR_TIMEOUT_MS / 1000
-    assert (s.absolute_tolerance, s.relative_tolerance) == (c.DEFAULT_MIRROR_ABSOLUTE_TOLERANCE, c.DEFAULT_MIRROR_RELATIVE_TOLERANCE)
+    assert (s.absolute_tolerance, s.relative_tolerance) == (
+        c.DEFAULT_MIRROR_ABSOLUTE_TOLERANCE,
+        c.DEFAULT_MIRROR_RELATIVE_TOLERANCE,
+    )
     assert parse_mirror(None) == (None, None)
     assert parse_mirror("  ") == (None, None)
 
@@ -107,7 +116,7 @@ def test_parse_mirror_refusals_name_the_problem(raw: str, words: str) -> None:
 
 def test_read_view_follows_the_atomic_symlink_swap(tmp_path: Path) -> None:
     pod = PodInfoDir(tmp_path / "podinfo")
-    seen = []
+    seen: list[PodView] = []
     watcher = PodWatcher(pod.root, "stable", seen.append)
     watcher.check()
     assert [(v.track, v.serving, v.mirror) for v in seen] == [("stable", True, None)]
