@@ -102,7 +102,8 @@ def send(stable: RuntimeServer, x: np.ndarray, encode: Encode, headers: dict[str
 
 def turn_on(stable: RuntimeServer, pod: PodInfoDir, url: str, candidate: str, **extra: object) -> None:
     pod.mirror(url, 100, candidate, **extra)
-    wait_for(lambda: candidate in httpx.get(stable.url + c.METRICS_PATH).text, 5, f"the mirror to {candidate} on")
+    series = f'{c.LABEL_CANDIDATE}="{candidate}"'
+    wait_for(lambda: series in httpx.get(stable.url + c.METRICS_PATH).text, 5, f"the mirror to {candidate} on")
 
 
 def wait_outcomes(stable: RuntimeServer, candidate: str, total: int) -> dict[str, float]:
@@ -110,7 +111,10 @@ def wait_outcomes(stable: RuntimeServer, candidate: str, total: int) -> dict[str
         got = mirror_outcomes(stable, candidate)
         return got if sum(got.values()) >= total else None
 
-    got: dict[str, float] = wait_for(done, 20, f"{total} mirror outcomes for {candidate}")
+    try:
+        got: dict[str, float] = wait_for(done, 20, f"{total} mirror outcomes for {candidate}")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; got {mirror_outcomes(stable, candidate)}") from None
     assert sum(got.values()) == total, got
     return got
 

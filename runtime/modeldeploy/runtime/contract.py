@@ -191,6 +191,11 @@ DEFAULT_MIRROR_RELATIVE_TOLERANCE: Final = 1e-3
 MIRROR_QUEUE_SIZE: Final = 256
 #: connections to the candidate per mirroring pod
 MIRROR_CONNECTIONS: Final = 4
+#: the mirror's budget on the event loop that serves live requests: within each MIRROR_BUDGET_WINDOW_S it
+#: spends at most this share of the window (sending copies, reading and comparing answers); past it the
+#: window's further copies are dropped (counted). Below ~1,000 copies/s of a small model it never binds.
+MIRROR_MAX_LOOP_SHARE: Final = 0.03
+MIRROR_BUDGET_WINDOW_S: Final = 0.1
 #: request header marking a mirrored copy: the candidate answers it and never mirrors it again
 MIRROR_HEADER: Final = "modeldeploy-mirror"
 MIRROR_HEADER_VALUE: Final = "1"
@@ -242,7 +247,8 @@ MIRROR_AGREED: Final = "agreed"
 MIRROR_DISAGREED: Final = "disagreed"
 #: non-2xx, timeout, connection error, unreadable answer
 MIRROR_CANDIDATE_ERROR: Final = "candidate_error"
-#: queue full, or the mirror stopping or reconfigured with the copy unanswered
+#: queue full, the mirror's loop budget spent (MIRROR_MAX_LOOP_SHARE), or the mirror stopping or
+#: reconfigured with the copy unanswered
 MIRROR_DROPPED: Final = "dropped"
 MIRROR_OUTCOMES: Final = (MIRROR_AGREED, MIRROR_DISAGREED, MIRROR_CANDIDATE_ERROR, MIRROR_DROPPED)
 ARM_STABLE: Final = "stable"

@@ -10,6 +10,12 @@ x-forwarded-*, traceparent, x-request-id, ...) is ever copied, and a request tha
 marker is never mirrored again. Answers 200 only are mirrored. The candidate's answer is compared
 with ours by `agreement.compare`, and counted in the mirror metrics under the candidate's revision;
 nothing the candidate does reaches the live answer, which has left already.
+
+The mirror runs on the loop that serves live requests, on a budget: within each
+MIRROR_BUDGET_WINDOW_S it spends at most MIRROR_MAX_LOOP_SHARE of the window (rendering and sending
+copies, reading and comparing answers: the loop thread's CPU time); once that is spent, the window's further copies
+are dropped and counted. A busy pod therefore mirrors a steady sample rather than answer its live
+requests later.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from typing import Protocol
 
 from modeldeploy.runtime import contract as c
 from modeldeploy.runtime.agreement import AnswerError, Rules, compare, decode_answer
+from modeldeploy.runtime.metrics import Value
 from modeldeploy.runtime.mirrorclient import CandidateAnswer, CandidateClient
 from modeldeploy.runtime.mirrormetrics import MirrorMetrics
 from modeldeploy.runtime.podinfo import MirrorSettings
@@ -67,6 +75,10 @@ class Mirror:
         self.client: CandidateClient | None = None
         self._fraction = 0.0
         self._head = b""
+        self.budget_s = c.MIRROR_MAX_LOOP_SHARE * c.MIRROR_BUDGET_WINDOW_S
+        self._window_start = 0.0
+        self._spent = 0.0  # in submit, this window
+        self._dropped = Value()
 
     # ------------------------------------------------------------------ settings
 
@@ -100,7 +112,8 @@ class Mirror:
                 queue_size=self.queue_size,
                 timeout_s=settings.timeout_s,
             )
-        self.metrics.series(settings.candidate)  # every outcome at 0 from now on
+        # every outcome at 0 from now on; the dropped counter at hand for the live path
+        self._dropped = self.metrics.series(settings.candidate).outcomes[c.MIRROR_DROPPED]
         log.info(
             "mirror on: %g%% of answered requests to %s (candidate %s), timeout %g ms",
             settings.percent,
@@ -115,17 +128,31 @@ class Mirror:
     # ------------------------------------------------------------------ the live path
 
     def sample(self, headers: dict[bytes, bytes]) -> bool:
-        """Should this live request be copied? (Never a copy; `percent` of the others.)"""
+        """Should this live request be copied? Never a copy; `percent` of the others, those past the
+        window's budget counted dropped at once."""
         f = self._fraction
         if f <= 0.0 or MARK in headers:
             return False
-        return f >= 1.0 or random.random() < f  # sampling, not security
+        if f < 1.0 and random.random() >= f:  # sampling, not security
+            return False
+        t = time.perf_counter()
+        client = self.client
+        if t - self._window_start >= c.MIRROR_BUDGET_WINDOW_S:
+            self._window_start = t
+            self._spent = 0.0
+            if client is not None:
+                client.spent = 0.0
+        elif client is not None and self._spent + client.spent > self.budget_s:
+            self._dropped.inc()
+            return False
+        return True
 
     def submit(self, body: bytes, headers: dict[bytes, bytes], live: LiveAnswer, live_seconds: float) -> None:
         """Queue the copy of a request whose answer `live` has been written."""
         settings, client = self.settings, self.client
         if settings is None or client is None or live.status != 200:
             return
+        t0 = time.thread_time()
         head = [self._head]
         head.append(_BINARY if _HEADER_LEN in headers else _JSON)
         head.append(b"content-length: %d\r\n" % len(body))
@@ -143,6 +170,7 @@ class Mirror:
 
         if not client.send(b"".join(head) + body, done):
             self.metrics.outcome(candidate, c.MIRROR_DROPPED)
+        self._spent += time.thread_time() - t0
 
     # ------------------------------------------------------------------ the candidate's answer
 

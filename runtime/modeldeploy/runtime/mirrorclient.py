@@ -65,10 +65,12 @@ class _Conn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        t0 = time.thread_time()
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(data)  # a whole answer runs the comparison, through the callback
         except httptools.HttpParserError as e:
             self._fail(f"unreadable answer: {e}"[:200])
+        self.client.spent += time.thread_time() - t0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client.lost(self)
@@ -155,6 +157,8 @@ class CandidateClient:
         self.connecting = 0
         self.in_flight = 0  # sent, not yet answered
         self.closed = False
+        #: seconds spent reading answers and in their callbacks (the owner resets it)
+        self.spent = 0.0
 
     def outstanding(self) -> int:
         return len(self.waiting) + self.in_flight
