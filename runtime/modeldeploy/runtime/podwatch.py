@@ -31,19 +31,33 @@ log = logging.getLogger("modeldeploy.runtime.pod")
 
 def read_view(directory: Path, default_track: str, complaints: set[str]) -> tuple[tuple[bytes, bytes], PodView]:
     """Read both files once: (their raw contents, what they say). New problems are logged once."""
-    raw: list[bytes] = []
-    for name in (c.POD_INFO_LABELS_FILE, c.POD_INFO_ANNOTATIONS_FILE):
-        try:
-            raw.append((directory / name).read_bytes())
-        except OSError as e:
-            _complain(complaints, f"cannot read {directory / name}: {e.strerror or e}; taken as empty")
-            raw.append(b"")
+    raw = _read_both(directory, complaints)
     labels, p1 = parse_downward(raw[0].decode("utf-8", errors="replace"))
     annotations, p2 = parse_downward(raw[1].decode("utf-8", errors="replace"))
     view = pod_view(labels, annotations, default_track)
     for p in (*(f"labels {x}" for x in p1), *(f"annotations {x}" for x in p2), *view.problems):
         _complain(complaints, p)
     return (raw[0], raw[1]), view
+
+
+def _read_both(directory: Path, complaints: set[str], attempts: int = 3) -> list[bytes]:
+    """Both files' bytes. A file that vanishes under the read (the kubelet removing the old version just
+    after the swap) is read again, both files together, before it counts as missing."""
+    failed: list[str] = []
+    raw: list[bytes] = []
+    for _ in range(attempts):
+        raw, failed = [], []
+        for name in (c.POD_INFO_LABELS_FILE, c.POD_INFO_ANNOTATIONS_FILE):
+            try:
+                raw.append((directory / name).read_bytes())
+            except OSError as e:
+                failed.append(f"cannot read {directory / name}: {e.strerror or e}; taken as empty")
+                raw.append(b"")
+        if not failed:
+            break
+    for message in failed:
+        _complain(complaints, message)
+    return raw
 
 
 def _complain(complaints: set[str], message: str) -> None:
