@@ -41,7 +41,8 @@ compare: Any = importlib.import_module("bench.compare")
 from modeldeploy.runtime import contract as c  # noqa: E402
 
 PY = str(REPO / ".venv" / "bin" / "python")
-FLAGS = ["--max-batch-size", "32", "--max-delay-ms", "2"]
+#: as in bench/compare.py and ab_runtime.sh: RUNTIME_FLAGS replaces them (both runtimes)
+FLAGS = os.environ.get("RUNTIME_FLAGS", "--max-batch-size 32 --max-delay-ms 2").split()
 
 
 def free_port() -> int:
@@ -87,6 +88,14 @@ def outcomes(url: str, candidate: str) -> dict[str, float]:
     return got
 
 
+def value(url: str, name: str) -> float:
+    """Sum of all samples of one metric on stable (any labels)."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    text = httpx.get(url + c.METRICS_PATH).text
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name)
+
+
 def answers(url: str, model: str, n: int) -> list[bytes]:
     """n varied requests (JSON and binary, 1 to 4 rows) on one connection: the answers' bytes."""
     out = []
@@ -112,6 +121,7 @@ def main() -> None:
     ap.add_argument("--conc", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--percent", type=float, default=100.0, help="the mirror's percent when on")
     ap.add_argument("--check", type=int, default=400, help="requests of the answers-identical check")
     ap.add_argument("--out", default=f"/tmp/mirror-ab-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
     a = ap.parse_args()
@@ -140,7 +150,9 @@ def main() -> None:
                 return
             current = on
             if on:
-                write_annotations(pod, {"url": f"http://127.0.0.1:{cport}", "percent": 100, "candidate": candidate})
+                write_annotations(
+                    pod, {"url": f"http://127.0.0.1:{cport}", "percent": a.percent, "candidate": candidate}
+                )
                 ons += 1
                 wait_log(slog, "mirror on:", ons)
             else:
@@ -167,8 +179,13 @@ def main() -> None:
                     candidate = f"r{r}c{conc}"
                     mirror(on, candidate)
                     compare.wrk(f"{url}/v2/models/{model}/infer", body_file, None, conc, 1)  # warm-up
+                    n0 = value(url, c.METRIC_REQUESTS_TOTAL)
+                    cpu0 = compare.cpu_seconds(stable.pid)
                     res = compare.wrk(f"{url}/v2/models/{model}/infer", body_file, None, conc, a.secs)
-                    row = {"round": r, "conc": conc, "mirror": "100%" if on else "off", **res}
+                    cpu = compare.cpu_seconds(stable.pid) - cpu0
+                    served = value(url, c.METRIC_REQUESTS_TOTAL) - n0
+                    row = {"round": r, "conc": conc, "mirror": f"{a.percent:g}%" if on else "off", **res}
+                    row["srv_cpu_us_per_req"] = cpu / max(served, 1) * 1e6
                     if on:
                         mirror(False, "")
                         row["outcomes"] = outcomes(url, candidate)
@@ -188,17 +205,18 @@ def summarize(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if "conc" in row:
             cells.setdefault((row["conc"], row["mirror"]), []).append(row)
-    print("| conc | mirror | p50 µs (median) | p99 µs | requests/s | copies agreed / dropped / candidate_error |")
-    print("|---|---|---|---|---|---|")
+    print("| conc | mirror | p50 µs (median) | p99 µs | requests/s | CPU µs/req | copies agreed / dropped / error |")
+    print("|---|---|---|---|---|---|---|")
     for conc in sorted({k[0] for k in cells}):
         base = cells.get((conc, "off"), [])
-        for mode in ("off", "100%"):
+        for mode in sorted({k[1] for k in cells if k[0] == conc}, key=lambda m: m != "off"):
             rs = cells.get((conc, mode), [])
             if not rs:
                 continue
             p50 = statistics.median(r["p50_us"] for r in rs)
             p99 = statistics.median(r["p99_us"] for r in rs)
             rps = statistics.median(r["rps"] for r in rs)
+            cpu = statistics.median(r["srv_cpu_us_per_req"] for r in rs)
             extra = ""
             if mode != "off" and base:
                 b50 = statistics.median(r["p50_us"] for r in base)
@@ -208,7 +226,7 @@ def summarize(rows: list[dict[str, Any]]) -> None:
                 copies = f"{tot['agreed']:.0f} / {tot['dropped']:.0f} / {tot['candidate_error']:.0f}"
             else:
                 copies = "-"
-            print(f"| {conc} | {mode} | {p50:.0f}{extra} | {p99:.0f} | {rps:.0f} | {copies} |")
+            print(f"| {conc} | {mode} | {p50:.0f}{extra} | {p99:.0f} | {rps:.0f} | {cpu:.1f} | {copies} |")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ def stable(stable_pod: PodInfoDir, model_files: ModelFiles, log_dir: Path) -> It
         f"file://{model_files.classifier}",
         "--revision",
         "stable1",
+        "--mirror-max-loop-share",
+        "1",  # exact counts below: no copy dropped for the loop budget (test_mirror_unit tests it)
         log_dir=log_dir,
         env={c.ENV_POD_INFO: str(stable_pod.root)},
     )

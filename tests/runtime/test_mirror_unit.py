@@ -40,7 +40,7 @@ def test_past_the_loop_budget_copies_are_dropped_and_counted() -> None:
     m, mm = _mirror(100)
     assert m.sample({})  # opens a budget window
     assert m.client is not None
-    m.client.spent = m.budget_s * 2  # as if reading answers had used the window's budget
+    m.client.spent = m.share * c.MIRROR_BUDGET_WINDOW_S  # as if reading answers had used the window's budget
     assert not m.sample({})
     assert not m.sample({})
     assert mm.count("c2", c.MIRROR_DROPPED) == 2

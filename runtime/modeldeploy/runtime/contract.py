@@ -57,6 +57,7 @@ ENV_MAX_BYTES_ELEMENTS: Final = "MODELDEPLOY_MAX_BYTES_ELEMENTS"
 ENV_MAX_BYTES_TOTAL: Final = "MODELDEPLOY_MAX_BYTES_TOTAL"
 #: a directory holding a downward-API volume of the pod's `labels` and `annotations` (below)
 ENV_POD_INFO: Final = "MODELDEPLOY_POD_INFO"
+ENV_MIRROR_MAX_LOOP_SHARE: Final = "MODELDEPLOY_MIRROR_MAX_LOOP_SHARE"
 
 #: flag -> environment variable, for documentation and for the operator's pod templates.
 FLAG_ENV: Final[dict[str, str]] = {
@@ -97,6 +98,7 @@ FLAG_ENV: Final[dict[str, str]] = {
     "--execution-provider": ENV_EXECUTION_PROVIDER,
     "--latency-buckets": ENV_LATENCY_BUCKETS,
     "--pod-info": ENV_POD_INFO,
+    "--mirror-max-loop-share": ENV_MIRROR_MAX_LOOP_SHARE,
 }
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -191,11 +193,15 @@ DEFAULT_MIRROR_RELATIVE_TOLERANCE: Final = 1e-3
 MIRROR_QUEUE_SIZE: Final = 256
 #: connections to the candidate per mirroring pod
 MIRROR_CONNECTIONS: Final = 4
-#: the mirror's budget on the event loop that serves live requests: within each MIRROR_BUDGET_WINDOW_S it
-#: spends at most this share of the window (sending copies, reading and comparing answers); past it the
-#: window's further copies are dropped (counted). Below ~1,000 copies/s of a small model it never binds.
-MIRROR_MAX_LOOP_SHARE: Final = 0.03
+#: the mirror's budget on the event loop that serves live requests (--mirror-max-loop-share): within
+#: each MIRROR_BUDGET_WINDOW_S it spends at most this share of the window's CPU time on copies (sending
+#: them, reading and comparing answers); past it the window's further copies are dropped (counted).
+MIRROR_MAX_LOOP_SHARE: Final = 0.015
 MIRROR_BUDGET_WINDOW_S: Final = 0.1
+#: what each copy is charged on top of the mirror's own measured CPU time: the loop's work for it outside
+#: the mirror's code (the socket reads and writes, epoll wake-ups); about this much was unaccounted per
+#: copy in bench/mirror_ab.py (bench/RESULTS.md, "What the mirror costs")
+MIRROR_COPY_IO_CHARGE_S: Final = 40e-6
 #: request header marking a mirrored copy: the candidate answers it and never mirrors it again
 MIRROR_HEADER: Final = "modeldeploy-mirror"
 MIRROR_HEADER_VALUE: Final = "1"

@@ -11,11 +11,13 @@ marker is never mirrored again. Answers 200 only are mirrored. The candidate's a
 with ours by `agreement.compare`, and counted in the mirror metrics under the candidate's revision;
 nothing the candidate does reaches the live answer, which has left already.
 
-The mirror runs on the loop that serves live requests, on a budget: within each
-MIRROR_BUDGET_WINDOW_S it spends at most MIRROR_MAX_LOOP_SHARE of the window (rendering and sending
-copies, reading and comparing answers: the loop thread's CPU time); once that is spent, the window's further copies
-are dropped and counted. A busy pod therefore mirrors a steady sample rather than answer its live
-requests later.
+The mirror runs on the loop that serves live requests, on a budget (--mirror-max-loop-share,
+default MIRROR_MAX_LOOP_SHARE): within each MIRROR_BUDGET_WINDOW_S it spends at most that share of
+the time elapsed in the window, plus a tenth of the window's budget as a start, so copies are paced
+rather than sent in bursts. Each copy is charged the loop thread's CPU time in the mirror's code
+(rendering and sending it, reading and comparing the answer) plus MIRROR_COPY_IO_CHARGE_S for the
+loop's I/O work on it. Past the budget, copies are dropped and counted: a busy pod mirrors a steady
+sample rather than answer its live requests later.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Mirror:
         *,
         connections: int = c.MIRROR_CONNECTIONS,
         queue_size: int = c.MIRROR_QUEUE_SIZE,
+        max_loop_share: float = c.MIRROR_MAX_LOOP_SHARE,
     ) -> None:
         self.loop = loop
         self.metrics = metrics
@@ -75,7 +78,9 @@ class Mirror:
         self.client: CandidateClient | None = None
         self._fraction = 0.0
         self._head = b""
-        self.budget_s = c.MIRROR_MAX_LOOP_SHARE * c.MIRROR_BUDGET_WINDOW_S
+        self.share = max_loop_share
+        #: spendable at the start of a window; the rest accrues with time, so copies go out paced
+        self.credit_s = max_loop_share * c.MIRROR_BUDGET_WINDOW_S / 10
         self._window_start = 0.0
         self._spent = 0.0  # in submit, this window
         self._dropped = Value()
@@ -142,7 +147,7 @@ class Mirror:
             self._spent = 0.0
             if client is not None:
                 client.spent = 0.0
-        elif client is not None and self._spent + client.spent > self.budget_s:
+        elif client is not None and self._spent + client.spent > self.credit_s + self.share * (t - self._window_start):
             self._dropped.inc()
             return False
         return True
@@ -170,7 +175,7 @@ class Mirror:
 
         if not client.send(b"".join(head) + body, done):
             self.metrics.outcome(candidate, c.MIRROR_DROPPED)
-        self._spent += time.thread_time() - t0
+        self._spent += time.thread_time() - t0 + c.MIRROR_COPY_IO_CHARGE_S
 
     # ------------------------------------------------------------------ the candidate's answer
 

@@ -115,7 +115,13 @@ def follow_pod(cfg: Config, app: App, server: HttpServer, metrics: Metrics) -> P
     if not cfg.pod_info:
         return None
     rules = Rules(watched_output=cfg.prediction_output, watched_kind=cfg.prediction_kind)
-    app.mirror = Mirror(asyncio.get_running_loop(), cfg.model_name, MirrorMetrics(metrics), rules)
+    app.mirror = Mirror(
+        asyncio.get_running_loop(),
+        cfg.model_name,
+        MirrorMetrics(metrics),
+        rules,
+        max_loop_share=cfg.mirror_max_loop_share,
+    )
 
     def apply(view: PodView) -> None:
         if view.track != app.track:
