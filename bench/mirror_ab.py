@@ -63,7 +63,7 @@ def start(
 
 def write_annotations(pod: Path, mirror: dict[str, Any] | None) -> None:
     """The downward-API annotations file, replaced atomically."""
-    text = "" if mirror is None else f"{c.ANNOTATION_MIRROR}={json.dumps(json.dumps(mirror))}\n"
+    text = "" if mirror is None else f"{c.POD_ANNOTATION_MIRROR}={json.dumps(json.dumps(mirror))}\n"
     tmp = pod / ".annotations.tmp"
     tmp.write_text(text)
     os.replace(tmp, pod / c.POD_INFO_ANNOTATIONS_FILE)
@@ -130,7 +130,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mirror-ab-"))
     pod = tmp / "podinfo"
     pod.mkdir()
-    (pod / c.POD_INFO_LABELS_FILE).write_text(f'{c.LABEL_POD_TRACK}="stable"\n')
+    (pod / c.POD_INFO_LABELS_FILE).write_text(f'{c.POD_LABEL_TRACK}="stable"\n')
     write_annotations(pod, None)
     sport, cport = free_port(), free_port()
     slog, clog = tmp / "stable.log", tmp / "candidate.log"

@@ -65,4 +65,4 @@ class PodInfoDir:
 
     def mirror(self, url: str | None, percent: float = 100, candidate: str = "cand1", **extra: object) -> None:
         value = None if url is None else json.dumps({"url": url, "percent": percent, "candidate": candidate, **extra})
-        self.set(annotations={c.ANNOTATION_MIRROR: value})
+        self.set(annotations={c.POD_ANNOTATION_MIRROR: value})

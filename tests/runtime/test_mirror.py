@@ -35,7 +35,7 @@ Encode = Callable[[np.ndarray], tuple[bytes, dict[str, str]]]
 @pytest.fixture(scope="module")
 def stable_pod(tmp_path_factory: pytest.TempPathFactory) -> PodInfoDir:
     p = PodInfoDir(tmp_path_factory.mktemp("stable") / "podinfo")
-    p.set(labels={c.LABEL_POD_TRACK: "stable"})
+    p.set(labels={c.POD_LABEL_TRACK: "stable"})
     return p
 
 
@@ -67,7 +67,7 @@ def identical(tmp_path_factory: pytest.TempPathFactory, log_dir: Path) -> Iterat
     it must never mirror the copies it gets."""
     root = tmp_path_factory.mktemp("identical")
     pod = PodInfoDir(root / "podinfo")
-    pod.set(labels={c.LABEL_POD_TRACK: "shadow"})
+    pod.set(labels={c.POD_LABEL_TRACK: "shadow"})
     s = _candidate(models.classifier(0), "same", root, log_dir, env={c.ENV_POD_INFO: str(pod.root)})
     yield s, pod
     assert s.stop() == 0, s.log()

@@ -27,7 +27,7 @@ MOVED_WITHIN_S = 1.0
 @pytest.fixture
 def pod(tmp_path: Path) -> PodInfoDir:
     p = PodInfoDir(tmp_path / "podinfo")
-    p.set(labels={c.LABEL_POD_TRACK: "canary", "app": "clf"})
+    p.set(labels={c.POD_LABEL_TRACK: "canary", "app": "clf"})
     return p
 
 
@@ -58,7 +58,7 @@ def test_the_track_label_follows_the_pod(server: RuntimeServer, pod: PodInfoDir)
     assert value(server, name, track="canary", code="200") == 1  # the label, not --track stable
     assert value(server, name, track="stable") == 0
     assert httpx.get(server.url + c.model_path("clf")).json()["parameters"]["track"] == "canary"
-    pod.set(labels={c.LABEL_POD_TRACK: "shadow"})
+    pod.set(labels={c.POD_LABEL_TRACK: "shadow"})
     wait_for(lambda: value(server, c.METRIC_MODEL_READY, track="shadow") == 1, 5, "the shadow track on /metrics")
     infer(server)
     infer(server)
@@ -67,7 +67,7 @@ def test_the_track_label_follows_the_pod(server: RuntimeServer, pod: PodInfoDir)
     assert value(server, c.METRIC_MODEL_READY, track="canary") == 0  # gauges: the current track only
     assert value(server, c.METRIC_REQUEST_DURATION + "_count", track="shadow") == 2
     assert httpx.get(server.url + c.model_path("clf")).json()["parameters"]["track"] == "shadow"
-    pod.set(labels={c.LABEL_POD_TRACK: None})  # label removed: back to --track
+    pod.set(labels={c.POD_LABEL_TRACK: None})  # label removed: back to --track
     wait_for(lambda: value(server, c.METRIC_MODEL_READY, track="stable") == 1, 5, "back to the flag's track")
 
 
@@ -117,7 +117,7 @@ def test_not_serving_closes_keepalive_connections_within_a_second(server: Runtim
     assert all(a[2] is None for a in answers)  # keep-alive while serving
 
     t_flip = time.monotonic()
-    pod.set(labels={c.LABEL_POD_SERVING: c.SERVING_FALSE})
+    pod.set(labels={c.POD_LABEL_SERVING: c.SERVING_FALSE})
     wait_for(lambda: _closed_by_peer(idle_sock), MOVED_WITHIN_S, "the idle keep-alive connection to be closed")
     t.join(timeout=MOVED_WITHIN_S + 0.5)
     stop.set()
@@ -132,7 +132,7 @@ def test_not_serving_closes_keepalive_connections_within_a_second(server: Runtim
     assert r2.status_code == 200 and r2.headers["connection"] == "close"
     idle.close()
 
-    pod.set(labels={c.LABEL_POD_SERVING: c.SERVING_TRUE})
+    pod.set(labels={c.POD_LABEL_SERVING: c.SERVING_TRUE})
     wait_for(lambda: httpx.get(server.url + c.HEALTH_READY_PATH).status_code == 200, 5, "readiness back")
     with httpx.Client() as client:
         r3 = client.post(server.url + path, content=body, headers=headers)

@@ -51,9 +51,9 @@ def test_pod_view_defaults_track_serving() -> None:
     assert pod_view({}, {}, "stable") == pod_view({}, {}, "stable")
     v = pod_view({}, {}, "stable")
     assert (v.track, v.serving, v.mirror, v.problems) == ("stable", True, None, ())
-    v = pod_view({c.LABEL_POD_TRACK: "shadow", c.LABEL_POD_SERVING: "false"}, {}, "stable")
+    v = pod_view({c.POD_LABEL_TRACK: "shadow", c.POD_LABEL_SERVING: "false"}, {}, "stable")
     assert (v.track, v.serving) == ("shadow", False)
-    v = pod_view({c.LABEL_POD_TRACK: "blue", c.LABEL_POD_SERVING: "true"}, {}, "canary")
+    v = pod_view({c.POD_LABEL_TRACK: "blue", c.POD_LABEL_SERVING: "true"}, {}, "canary")
     assert (v.track, v.serving) == ("canary", True)
     assert "blue" in v.problems[0]
 
@@ -110,7 +110,7 @@ def test_parse_mirror_full_and_defaults() -> None:
 def test_parse_mirror_refusals_name_the_problem(raw: str, words: str) -> None:
     s, problem = parse_mirror(raw)
     assert s is None and problem is not None and words in problem
-    view = pod_view({}, {c.ANNOTATION_MIRROR: raw}, "stable")
+    view = pod_view({}, {c.POD_ANNOTATION_MIRROR: raw}, "stable")
     assert view.mirror is None and view.problems[0].endswith("mirror off")
 
 
@@ -122,7 +122,7 @@ def test_read_view_follows_the_atomic_symlink_swap(tmp_path: Path) -> None:
     assert [(v.track, v.serving, v.mirror) for v in seen] == [("stable", True, None)]
     watcher.check()  # nothing changed: nothing applied
     assert len(seen) == 1
-    pod.set(labels={c.LABEL_POD_TRACK: "canary", c.LABEL_POD_SERVING: "false", "app": 'quote " and \\ and \n'})
+    pod.set(labels={c.POD_LABEL_TRACK: "canary", c.POD_LABEL_SERVING: "false", "app": 'quote " and \\ and \n'})
     pod.mirror("http://127.0.0.1:9", percent=50)
     watcher.check()
     assert len(seen) == 2
@@ -130,7 +130,7 @@ def test_read_view_follows_the_atomic_symlink_swap(tmp_path: Path) -> None:
     assert (v.track, v.serving) == ("canary", False)
     assert v.mirror is not None and v.mirror.percent == 50
     assert len([p for p in (pod.root).iterdir() if p.name.startswith("..2026")]) == 1  # old versions removed
-    pod.set(labels={c.LABEL_POD_SERVING: None, c.LABEL_POD_TRACK: None})
+    pod.set(labels={c.POD_LABEL_SERVING: None, c.POD_LABEL_TRACK: None})
     pod.mirror(None)
     watcher.check()
     assert (seen[-1].track, seen[-1].serving, seen[-1].mirror) == ("stable", True, None)

@@ -131,8 +131,8 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "pod_info",
         str,
         "directory of a downward-API volume with the pod's `labels` and `annotations`, re-read while serving: "
-        f"{c.LABEL_POD_TRACK} overrides --track, {c.LABEL_POD_SERVING}=false takes the pod out of serving, "
-        f"{c.ANNOTATION_MIRROR} turns the mirror on (default: none, the flags alone)",
+        f"{c.POD_LABEL_TRACK} overrides --track, {c.POD_LABEL_SERVING}=false takes the pod out of serving, "
+        f"{c.POD_ANNOTATION_MIRROR} turns the mirror on (default: none, the flags alone)",
     ),
     (
         "--mirror-max-loop-share",

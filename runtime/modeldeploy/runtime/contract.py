@@ -170,15 +170,15 @@ POD_INFO_LABELS_FILE: Final = "labels"
 POD_INFO_ANNOTATIONS_FILE: Final = "annotations"
 POD_INFO_POLL_S: Final = 0.2
 #: pod label, one of TRACKS; overrides --track and every metric's track label follows it
-LABEL_POD_TRACK: Final = "modeldeploy.io/track"
+POD_LABEL_TRACK: Final = "modeldeploy.io/track"
 #: pod label; "false": readiness answers 503, every answer carries `connection: close` and keep-alive
 #: connections close after the answer in flight (idle ones at once). "true" or absent: serving.
-LABEL_POD_SERVING: Final = "modeldeploy.io/serving"
+POD_LABEL_SERVING: Final = "modeldeploy.io/serving"
 SERVING_FALSE: Final = "false"
 SERVING_TRUE: Final = "true"
 #: pod annotation, JSON: {"url": "http://host:port", "percent": 0..100, "candidate": "<revision>",
 #: "timeoutMs": 1000, "scoreTolerance": {"absolute": 1e-4, "relative": 1e-3}}; absent or empty: no mirror
-ANNOTATION_MIRROR: Final = "modeldeploy.io/mirror"
+POD_ANNOTATION_MIRROR: Final = "modeldeploy.io/mirror"
 MIRROR_KEY_URL: Final = "url"
 MIRROR_KEY_PERCENT: Final = "percent"
 MIRROR_KEY_CANDIDATE: Final = "candidate"
@@ -301,25 +301,3 @@ REJECTION_REASONS: Final = (
     REJECTION_UNKNOWN_OUTPUT,
     REJECTION_UNSUPPORTED,
 )
-
-# --- shadow: what the operator tells a pod through its downward-API files, and the mirror's metrics ------
-#: env: a directory holding a downward-API volume with files `labels` and `annotations`
-ENV_POD_INFO: Final = "MODELDEPLOY_POD_INFO"
-#: pod label: the pod's track (one of TRACKS); overrides --track while present
-POD_LABEL_TRACK: Final = "modeldeploy.io/track"
-#: pod label: "false" takes the pod out of serving (not ready, keep-alive connections closed)
-POD_LABEL_SERVING: Final = "modeldeploy.io/serving"
-#: pod annotation: JSON mirror settings {"url", "percent", "candidate", "timeoutMs", "scoreTolerance"}; absent: off
-POD_ANNOTATION_MIRROR: Final = "modeldeploy.io/mirror"
-#: request header marking a mirrored copy (never mirrored again)
-MIRROR_HEADER: Final = "modeldeploy-mirror"
-LABEL_CANDIDATE: Final = "candidate"  # the candidate revision a stable pod mirrors to
-LABEL_OUTCOME: Final = "outcome"  # one of MIRROR_OUTCOMES
-LABEL_ARM: Final = "arm"  # "stable" or "candidate"
-MIRROR_OUTCOMES: Final = ("agreed", "disagreed", "candidate_error", "dropped")
-#: counter, labels BASE_LABELS + candidate + outcome: mirrored copies by what became of them
-METRIC_MIRROR_REQUESTS_TOTAL: Final = "modeldeploy_mirror_requests_total"
-#: histogram, labels BASE_LABELS + candidate: |stable - candidate| over score outputs
-METRIC_MIRROR_SCORE_DIFFERENCE: Final = "modeldeploy_mirror_score_difference"
-#: histogram, labels BASE_LABELS + candidate + arm: latency of both answers to the same mirrored requests
-METRIC_MIRROR_DURATION: Final = "modeldeploy_mirror_duration_seconds"

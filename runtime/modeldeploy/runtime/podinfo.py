@@ -132,9 +132,9 @@ def parse_mirror(raw: str | None) -> tuple[MirrorSettings | None, str | None]:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        return None, f"{c.ANNOTATION_MIRROR} is not JSON: {e}"[:300]
+        return None, f"{c.POD_ANNOTATION_MIRROR} is not JSON: {e}"[:300]
     if not isinstance(doc, dict):
-        return None, f"{c.ANNOTATION_MIRROR} must be a JSON object"
+        return None, f"{c.POD_ANNOTATION_MIRROR} must be a JSON object"
     try:
         url = doc.get(c.MIRROR_KEY_URL)
         if not isinstance(url, str):
@@ -157,7 +157,7 @@ def parse_mirror(raw: str | None) -> tuple[MirrorSettings | None, str | None]:
         absolute = _number(tol, c.MIRROR_KEY_ABSOLUTE, c.DEFAULT_MIRROR_ABSOLUTE_TOLERANCE, 0.0, math.inf)
         relative = _number(tol, c.MIRROR_KEY_RELATIVE, c.DEFAULT_MIRROR_RELATIVE_TOLERANCE, 0.0, math.inf)
     except ValueError as e:
-        return None, f"{c.ANNOTATION_MIRROR}: {e}"
+        return None, f"{c.POD_ANNOTATION_MIRROR}: {e}"
     return (
         MirrorSettings(
             url=f"http://{parts.netloc}",
@@ -185,13 +185,13 @@ class PodView:
 
 def pod_view(labels: dict[str, str], annotations: dict[str, str], default_track: str) -> PodView:
     problems: list[str] = []
-    track = labels.get(c.LABEL_POD_TRACK, default_track)
+    track = labels.get(c.POD_LABEL_TRACK, default_track)
     if track not in c.TRACKS:
-        problems.append(f"label {c.LABEL_POD_TRACK}={track[:100]!r} is not one of {', '.join(c.TRACKS)}; ignored")
+        problems.append(f"label {c.POD_LABEL_TRACK}={track[:100]!r} is not one of {', '.join(c.TRACKS)}; ignored")
         track = default_track
-    serving_raw = labels.get(c.LABEL_POD_SERVING, c.SERVING_TRUE)
+    serving_raw = labels.get(c.POD_LABEL_SERVING, c.SERVING_TRUE)
     serving = serving_raw.strip().lower() != c.SERVING_FALSE
-    mirror, problem = parse_mirror(annotations.get(c.ANNOTATION_MIRROR))
+    mirror, problem = parse_mirror(annotations.get(c.POD_ANNOTATION_MIRROR))
     if problem is not None:
         problems.append(problem + "; mirror off")
     return PodView(track, serving, mirror, tuple(problems))
