@@ -228,6 +228,26 @@ def summarize(rows: list[dict[str, Any]]) -> None:
             else:
                 copies = "-"
             print(f"| {conc} | {mode} | {p50:.0f}{extra} | {p99:.0f} | {rps:.0f} | {cpu:.1f} | {copies} |")
+    # paired: each round's two cells ran back to back, so their ratio cancels the drift between rounds
+    print()
+    print("| conc | rounds | p50 on/off per round (median; each) | rps on/off (median) | CPU µs/req on-off (median) |")
+    print("|---|---|---|---|---|")
+    for conc in sorted({k[0] for k in cells}):
+        by_round: dict[int, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            if row.get("conc") == conc:
+                by_round.setdefault(row["round"], {})["off" if row["mirror"] == "off" else "on"] = row
+        pairs = [(r["on"], r["off"]) for r in by_round.values() if "on" in r and "off" in r]
+        if not pairs:
+            continue
+        p50s = [on["p50_us"] / off["p50_us"] for on, off in pairs]
+        rpss = [on["rps"] / off["rps"] for on, off in pairs]
+        cpus = [on["srv_cpu_us_per_req"] - off["srv_cpu_us_per_req"] for on, off in pairs]
+        each = ", ".join(f"{x:.3f}" for x in p50s)
+        print(
+            f"| {conc} | {len(pairs)} | {statistics.median(p50s):.3f} ({each}) | {statistics.median(rpss):.3f} "
+            f"| {statistics.median(cpus):+.1f} |"
+        )
 
 
 if __name__ == "__main__":
