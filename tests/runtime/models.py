@@ -7,6 +7,8 @@ the sha256. The classifier family shares one signature: input `input` FP32 [N, 4
 - `classifier(seed)`: a tiny MLP; two seeds give different class mixes on the same inputs.
 - `slow_classifier(seed, layers, width)`: the same signature with far more compute per row
   (a chain of width x width MatMuls), so its latency is clearly higher.
+- `diverging_classifier(seed, threshold)`: `classifier(seed)` with another argmax on the rows whose
+  first feature passes the threshold (about 10% of N(0, 1) rows by default).
 - `erroring_classifier(seed)`: passes warm-up on zeros but fails inside ONNX Runtime for any
   input with a non-zero value (a Gather whose index grows with the input goes out of range), so
   the server answers 500 for real.
@@ -123,6 +125,34 @@ def slow_classifier(seed: int = 0, layers: int = 16, width: int = 256) -> bytes:
         helper.make_node("Softmax", ["logits"], [OUTPUT], axis=-1),
     ]
     return _model(helper.make_graph(nodes, f"slow_{seed}", [inp], [out], inits))
+
+
+def diverging_classifier(seed: int = 0, threshold: float = 1.2816) -> bytes:
+    """`classifier(seed)` except on rows whose first feature exceeds `threshold`, where the logits are
+    rotated by one class, so the argmax always differs there (for features drawn from N(0, 1), the
+    default threshold is the 90th percentile: about 10% of rows differ)."""
+    inp, out = _io()
+    inits = [
+        *_classifier_weights(seed),
+        _init("starts", np.array([0], dtype=np.int64)),
+        _init("ends", np.array([1], dtype=np.int64)),
+        _init("axes", np.array([1], dtype=np.int64)),
+        _init("threshold", np.array(threshold, dtype=np.float32)),
+        _init("rotation", np.array([(k + 1) % CLASSES for k in range(CLASSES)], dtype=np.int64)),
+    ]
+    nodes = [
+        helper.make_node("MatMul", [INPUT, "w1"], ["h1"]),
+        helper.make_node("Add", ["h1", "b1"], ["h1b"]),
+        helper.make_node("Relu", ["h1b"], ["h1r"]),
+        helper.make_node("MatMul", ["h1r", "w2"], ["h2"]),
+        helper.make_node("Add", ["h2", "b2"], ["logits"]),
+        helper.make_node("Gather", ["logits", "rotation"], ["rotated"], axis=1),
+        helper.make_node("Slice", [INPUT, "starts", "ends", "axes"], ["first"]),  # [N, 1]
+        helper.make_node("Greater", ["first", "threshold"], ["diverge"]),
+        helper.make_node("Where", ["diverge", "rotated", "logits"], ["chosen"]),
+        helper.make_node("Softmax", ["chosen"], [OUTPUT], axis=-1),
+    ]
+    return _model(helper.make_graph(nodes, f"diverging_{seed}", [inp], [out], inits))
 
 
 def erroring_classifier(seed: int = 0) -> bytes:

@@ -66,6 +66,8 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         c.ENV_MAX_BYTES_ELEMENTS: "100",
         c.ENV_MAX_BYTES_TOTAL: "1000",
         c.ENV_LATENCY_BUCKETS: "0.01,0.02,0.04",
+        c.ENV_POD_INFO: "/etc/podinfo",
+        c.ENV_MIRROR_MAX_LOOP_SHARE: "0.5",
     }
     assert set(env) == set(c.FLAG_ENV.values())
     cfg = parse([], environ=env)
@@ -75,6 +77,7 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
     assert cfg.prediction_kind == "score" and cfg.pvc_root == "/pvc" and cfg.cache_dir == "/tmp/cache"
     assert cfg.execution_provider == "cuda"
     assert cfg.latency_buckets == (0.01, 0.02, 0.04)
+    assert cfg.pod_info == "/etc/podinfo" and cfg.mirror_max_loop_share == 0.5
     assert cfg.limits == Limits(1024, 2048, 20, 1.5, 9.0, 30.0, 64, 65536, 0, 100, 1000)
     assert cfg.limits.tensor_elements(cfg.max_body_bytes) == 1000  # 0: the body limit
     cfg = parse(["--port", "7000", "--track", "shadow", "--access-log", "off", "--max-headers", "7"], environ=env)
@@ -97,6 +100,8 @@ def test_every_flag_has_an_environment_twin_and_flags_win() -> None:
         ([*BASE, "--header-timeout-s", "0"], "--header-timeout-s"),
         ([*BASE, "--request-timeout-s", "inf"], "--request-timeout-s"),
         ([*BASE, "--max-tensor-elements", "-1"], "--max-tensor-elements"),
+        ([*BASE, "--mirror-max-loop-share", "0"], "--mirror-max-loop-share"),
+        ([*BASE, "--mirror-max-loop-share", "1.5"], "--mirror-max-loop-share"),
     ],
 )
 def test_refusals(argv: list[str], words: str) -> None:

@@ -28,6 +28,7 @@ from modeldeploy.runtime.httpserver import HttpServer
 from modeldeploy.runtime.loading import DigestMismatchError, fetch
 from modeldeploy.runtime.metrics import Metrics
 from modeldeploy.runtime.model import Model
+from modeldeploy.runtime.podwatch import follow_pod
 from modeldeploy.runtime.sources import scrub
 from modeldeploy.runtime.tracing import Tracing, correlate_logs
 from modeldeploy.runtime.tracing import from_env as tracing_from_env
@@ -100,6 +101,7 @@ async def serve(cfg: Config, tracing: Tracing | None = None) -> int:
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, e)
         return c.EXIT_CONFIG
+    watcher = follow_pod(cfg, app, server, metrics)
     log.info(
         "listening on %s:%d; loading model %s version %s",
         cfg.host,
@@ -182,6 +184,10 @@ async def serve(cfg: Config, tracing: Tracing | None = None) -> int:
 
     await stopper
     log.info("SIGTERM: not ready, draining for at most %.1fs", cfg.grace_period_s)
+    if watcher is not None:
+        await watcher.stop()
+    if app.mirror is not None:
+        app.mirror.close()
     app.set_ready(False)
     app.state.draining = True
     t_term = loop.time()

@@ -25,6 +25,7 @@ from modeldeploy.runtime.errors import new_request_id, one_line
 from modeldeploy.runtime.limits import TensorLimits
 from modeldeploy.runtime.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from modeldeploy.runtime.metrics import Metrics, class_count
+from modeldeploy.runtime.mirror import Mirror
 from modeldeploy.runtime.model import Model, ModelRunError
 
 log = logging.getLogger("modeldeploy.runtime")
@@ -49,6 +50,8 @@ class Response:
     t0: float = 0.0
     #: the outputs of an inline run, for the batch-size and prediction metrics (after the write)
     outputs: list[np.ndarray[Any, Any]] | None = None
+    #: a live request sampled for the mirror: its body and headers, copied once the answer is written
+    copy: tuple[bytes, dict[bytes, bytes]] | None = None
 
 
 class Deferred:
@@ -75,6 +78,8 @@ def _error(status: int, message: str) -> Response:
 class State:
     ready: bool = False
     draining: bool = False
+    #: the pod's serving label (podwatch): False -> readiness 503 (the server closes keep-alive connections)
+    serving: bool = True
     load_error: str | None = None
     sha256: str | None = None
     load_seconds: float | None = None
@@ -88,6 +93,8 @@ class App:
         self.state = State()
         self.model: Model | None = None
         self.batcher: Batcher | None = None
+        self.mirror: Mirror | None = None
+        self.track = cfg.track
         self._watch_index = 0
         name = cfg.model_name
         v = cfg.model_version
@@ -116,6 +123,19 @@ class App:
             n = class_count(spec.shape, spec.datatype)
             if n is not None:
                 self.metrics.declare_classes(n)
+        self._render_model_meta()
+        self.metrics.model_load_seconds.set(load_seconds)
+
+    def set_track(self, track: str) -> None:
+        """The pod's track label changed: metrics and the model metadata follow it."""
+        self.track = track
+        self.metrics.set_track(track)
+        if self.model is not None:
+            self._render_model_meta()
+
+    def _render_model_meta(self) -> None:
+        model = self.model
+        assert model is not None
         self._model_meta = orjson.dumps(
             {
                 "name": self.cfg.model_name,
@@ -124,9 +144,9 @@ class App:
                 "inputs": [s.metadata() for s in model.inputs.values()],
                 "outputs": [s.metadata() for s in model.outputs.values()],
                 "parameters": {
-                    "sha256": sha256,
+                    "sha256": self.state.sha256,
                     "revision": self.cfg.revision,
-                    "track": self.cfg.track,
+                    "track": self.track,
                     "max_batch_size": self.batcher.max_batch_size
                     if self.batcher is not None and self.batcher.max_batch_size > 1
                     else 0,
@@ -136,7 +156,6 @@ class App:
                 },
             }
         )
-        self.metrics.model_load_seconds.set(load_seconds)
 
     def set_ready(self, ready: bool) -> None:
         self.state.ready = ready
@@ -177,7 +196,8 @@ class App:
         if path == c.HEALTH_LIVE_PATH:
             return self._live
         if path == c.HEALTH_READY_PATH:
-            return self._readiness({"ready": self.state.ready})
+            ready = self.state.ready and self.state.serving
+            return Response(200 if ready else 503, orjson.dumps({"ready": ready}))
         if path in self._ready_paths:
             return self._readiness({"name": self.cfg.model_name, "ready": self.state.ready})
         if path == c.METRICS_PATH:
@@ -228,6 +248,8 @@ class App:
         if not resp.metered:
             return
         self.metrics.request(resp.status, t_written - resp.t0)
+        if resp.copy is not None and self.mirror is not None:
+            self.mirror.submit(*resp.copy, resp, t_written - resp.t0)
         outs = resp.outputs
         if outs is not None:
             model = self.model
@@ -254,6 +276,8 @@ class App:
         model = self.model
         if model is None:  # while draining, requests that reached us are still answered
             return self.finish(_error(503, f"model {self.cfg.model_name!r} is not ready (loading)"), t0)
+        m = self.mirror
+        copy = (body, headers) if m is not None and m.sample(headers) else None
         try:
             enc = headers.get(b"content-encoding")
             if enc is not None:
@@ -271,16 +295,17 @@ class App:
         except InferError as e:
             return self.reject(e, t0)
         if self.batcher is not None:
-            return self._infer_batched(req, t0)
+            return self._infer_batched(req, t0, copy)
         try:
             outs = model.run(req.inputs)
         except ModelRunError as e:
             return self.finish(_run_failed(e), t0)
         resp = self.finish(self._encode(req, outs), t0)
         resp.outputs = outs  # batch size and predictions are recorded after the write
+        resp.copy = copy
         return resp
 
-    def _infer_batched(self, req: DecodedRequest, t0: float) -> Deferred:
+    def _infer_batched(self, req: DecodedRequest, t0: float, copy: tuple[bytes, dict[bytes, bytes]] | None) -> Deferred:
         assert self.batcher is not None
         d = Deferred()
 
@@ -288,7 +313,9 @@ class App:
             if isinstance(result, ModelRunError):
                 d.resolve(self.finish(_run_failed(result), t0))
             else:
-                d.resolve(self.finish(self._encode(req, result), t0))
+                resp = self.finish(self._encode(req, result), t0)
+                resp.copy = copy
+                d.resolve(resp)
 
         self.batcher.submit(req.inputs, done)
         return d

@@ -45,6 +45,9 @@ class Config:
     drain_delay_s: float = c.DEFAULT_DRAIN_DELAY_S
     execution_provider: str = c.DEFAULT_EXECUTION_PROVIDER
     latency_buckets: tuple[float, ...] = c.REQUEST_DURATION_BUCKETS
+    #: a downward-API directory of the pod's labels and annotations, followed while serving ("": none)
+    pod_info: str = ""
+    mirror_max_loop_share: float = c.MIRROR_MAX_LOOP_SHARE
     limits: lim.Limits = field(default_factory=lim.Limits)
 
     @property
@@ -65,6 +68,13 @@ def _nonneg_float(v: str) -> float:
     x = float(v)
     if not x >= 0:
         raise ValueError(f"must be >= 0: {v}")
+    return x
+
+
+def _share(v: str) -> float:
+    x = float(v)
+    if not 0 < x <= 1:
+        raise ValueError(f"must be within (0, 1]: {v}")
     return x
 
 
@@ -115,6 +125,21 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         _buckets,
         "request-duration histogram edges in seconds, comma-separated (default: ten per decade, 0.1 ms to 10 s);"
         " put an edge at every latency SLO the analysis judges",
+    ),
+    (
+        "--pod-info",
+        "pod_info",
+        str,
+        "directory of a downward-API volume with the pod's `labels` and `annotations`, re-read while serving: "
+        f"{c.POD_LABEL_TRACK} overrides --track, {c.POD_LABEL_SERVING}=false takes the pod out of serving, "
+        f"{c.POD_ANNOTATION_MIRROR} turns the mirror on (default: none, the flags alone)",
+    ),
+    (
+        "--mirror-max-loop-share",
+        "mirror_max_loop_share",
+        _share,
+        "the mirror's budget: the most of each 100 ms of the event loop's CPU time it spends on copies "
+        f"(0 < share <= 1; default {c.MIRROR_MAX_LOOP_SHARE}); past it, copies are dropped and counted",
     ),
     ("--prediction-output", "prediction_output", str, "output watched by the prediction metrics"),
     ("--prediction-kind", "prediction_kind", str, "class (argmax counts) or score (histogram)"),

@@ -55,6 +55,9 @@ ENV_WRITE_BUFFER_BYTES: Final = "MODELDEPLOY_WRITE_BUFFER_BYTES"
 ENV_MAX_TENSOR_ELEMENTS: Final = "MODELDEPLOY_MAX_TENSOR_ELEMENTS"
 ENV_MAX_BYTES_ELEMENTS: Final = "MODELDEPLOY_MAX_BYTES_ELEMENTS"
 ENV_MAX_BYTES_TOTAL: Final = "MODELDEPLOY_MAX_BYTES_TOTAL"
+#: a directory holding a downward-API volume of the pod's `labels` and `annotations` (below)
+ENV_POD_INFO: Final = "MODELDEPLOY_POD_INFO"
+ENV_MIRROR_MAX_LOOP_SHARE: Final = "MODELDEPLOY_MIRROR_MAX_LOOP_SHARE"
 
 #: flag -> environment variable, for documentation and for the operator's pod templates.
 FLAG_ENV: Final[dict[str, str]] = {
@@ -94,6 +97,8 @@ FLAG_ENV: Final[dict[str, str]] = {
     "--max-bytes-total": ENV_MAX_BYTES_TOTAL,
     "--execution-provider": ENV_EXECUTION_PROVIDER,
     "--latency-buckets": ENV_LATENCY_BUCKETS,
+    "--pod-info": ENV_POD_INFO,
+    "--mirror-max-loop-share": ENV_MIRROR_MAX_LOOP_SHARE,
 }
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -157,6 +162,51 @@ def infer_path(model: str) -> str:
     return f"/v2/models/{model}/infer"
 
 
+# --- the pod the runtime follows (issue 13) -----------------------------------------------------
+# With --pod-info / MODELDEPLOY_POD_INFO set, the runtime re-reads POD_INFO_LABELS_FILE and
+# POD_INFO_ANNOTATIONS_FILE in that directory (a downward-API volume: one `key="value"` per line, the
+# value quoted as Go's %q does) every POD_INFO_POLL_S, so the operator changes these without a restart.
+POD_INFO_LABELS_FILE: Final = "labels"
+POD_INFO_ANNOTATIONS_FILE: Final = "annotations"
+POD_INFO_POLL_S: Final = 0.2
+#: pod label, one of TRACKS; overrides --track and every metric's track label follows it
+POD_LABEL_TRACK: Final = "modeldeploy.io/track"
+#: pod label; "false": readiness answers 503, every answer carries `connection: close` and keep-alive
+#: connections close after the answer in flight (idle ones at once). "true" or absent: serving.
+POD_LABEL_SERVING: Final = "modeldeploy.io/serving"
+SERVING_FALSE: Final = "false"
+SERVING_TRUE: Final = "true"
+#: pod annotation, JSON: {"url": "http://host:port", "percent": 0..100, "candidate": "<revision>",
+#: "timeoutMs": 1000, "scoreTolerance": {"absolute": 1e-4, "relative": 1e-3}}; absent or empty: no mirror
+POD_ANNOTATION_MIRROR: Final = "modeldeploy.io/mirror"
+MIRROR_KEY_URL: Final = "url"
+MIRROR_KEY_PERCENT: Final = "percent"
+MIRROR_KEY_CANDIDATE: Final = "candidate"
+MIRROR_KEY_TIMEOUT_MS: Final = "timeoutMs"
+MIRROR_KEY_SCORE_TOLERANCE: Final = "scoreTolerance"
+MIRROR_KEY_ABSOLUTE: Final = "absolute"
+MIRROR_KEY_RELATIVE: Final = "relative"
+DEFAULT_MIRROR_TIMEOUT_MS: Final = 1000
+DEFAULT_MIRROR_ABSOLUTE_TOLERANCE: Final = 1e-4
+DEFAULT_MIRROR_RELATIVE_TOLERANCE: Final = 1e-3
+#: copies waiting for or on their way to the candidate; past it a copy is dropped (outcome "dropped")
+MIRROR_QUEUE_SIZE: Final = 256
+#: connections to the candidate per mirroring pod
+MIRROR_CONNECTIONS: Final = 4
+#: the mirror's budget on the event loop that serves live requests (--mirror-max-loop-share): within
+#: each MIRROR_BUDGET_WINDOW_S it spends at most this share of the window's CPU time on copies (sending
+#: them, reading and comparing answers); past it the window's further copies are dropped (counted).
+MIRROR_MAX_LOOP_SHARE: Final = 0.015
+MIRROR_BUDGET_WINDOW_S: Final = 0.1
+#: what each copy is charged on top of the mirror's own measured CPU time: the loop's work for it outside
+#: the mirror's code (the socket reads and writes, epoll wake-ups); about this much was unaccounted per
+#: copy in bench/mirror_ab.py (bench/RESULTS.md, "What the mirror costs")
+MIRROR_COPY_IO_CHARGE_S: Final = 40e-6
+#: request header marking a mirrored copy: the candidate answers it and never mirrors it again
+MIRROR_HEADER: Final = "modeldeploy-mirror"
+MIRROR_HEADER_VALUE: Final = "1"
+
+
 # --- metrics ----------------------------------------------------------------------------------
 LABEL_MODEL: Final = "model"
 LABEL_VERSION: Final = "version"
@@ -186,6 +236,32 @@ METRIC_PREDICTION_CLASS_TOTAL: Final = "modeldeploy_prediction_class_total"
 METRIC_PREDICTION_SCORE: Final = "modeldeploy_prediction_score"
 #: counter, labels BASE_LABELS + reason
 METRIC_INPUT_REJECTIONS_TOTAL: Final = "modeldeploy_input_rejections_total"
+
+#: the mirror (issue 13), on the mirroring (stable) pod; labels BASE_LABELS + candidate (+ outcome or arm).
+#: The track label is the mirroring pod's; the candidate counts the copies in its own metrics above.
+LABEL_CANDIDATE: Final = "candidate"  # the candidate's revision, from the mirror annotation
+LABEL_OUTCOME: Final = "outcome"  # one of MIRROR_OUTCOMES
+LABEL_ARM: Final = "arm"  # one of MIRROR_ARMS
+#: counter, labels BASE_LABELS + candidate + outcome: one per sampled copy
+METRIC_MIRROR_REQUESTS_TOTAL: Final = "modeldeploy_mirror_requests_total"
+#: histogram, labels BASE_LABELS + candidate: per score output of each compared copy, max |stable - candidate|
+METRIC_MIRROR_SCORE_DIFFERENCE: Final = "modeldeploy_mirror_score_difference"
+#: histogram, labels BASE_LABELS + candidate + arm, on the compared copies (same buckets as the request duration):
+#: arm "stable" the live request's own latency, "candidate" the copy's round trip
+METRIC_MIRROR_DURATION: Final = "modeldeploy_mirror_duration_seconds"
+MIRROR_AGREED: Final = "agreed"
+MIRROR_DISAGREED: Final = "disagreed"
+#: non-2xx, timeout, connection error, unreadable answer
+MIRROR_CANDIDATE_ERROR: Final = "candidate_error"
+#: queue full, the mirror's loop budget spent (MIRROR_MAX_LOOP_SHARE), or the mirror stopping or
+#: reconfigured with the copy unanswered
+MIRROR_DROPPED: Final = "dropped"
+MIRROR_OUTCOMES: Final = (MIRROR_AGREED, MIRROR_DISAGREED, MIRROR_CANDIDATE_ERROR, MIRROR_DROPPED)
+ARM_STABLE: Final = "stable"
+ARM_CANDIDATE: Final = "candidate"
+MIRROR_ARMS: Final = (ARM_STABLE, ARM_CANDIDATE)
+#: |stable - candidate| bucket edges: decades from 1e-7 to 1, then 2, 5, 10
+MIRROR_SCORE_DIFFERENCE_BUCKETS: Final = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 #: histogram bucket upper bounds (seconds): 100 µs .. 10 s, ten edges per decade (1, 1.25, 1.5, 2, 2.5, 3, 4, 5,
 #: 6, 8), so neighbouring edges are at most 1.33x apart: fine enough for the analysis to judge a p99 ratio of
@@ -225,25 +301,3 @@ REJECTION_REASONS: Final = (
     REJECTION_UNKNOWN_OUTPUT,
     REJECTION_UNSUPPORTED,
 )
-
-# --- shadow: what the operator tells a pod through its downward-API files, and the mirror's metrics ------
-#: env: a directory holding a downward-API volume with files `labels` and `annotations`
-ENV_POD_INFO: Final = "MODELDEPLOY_POD_INFO"
-#: pod label: the pod's track (one of TRACKS); overrides --track while present
-POD_LABEL_TRACK: Final = "modeldeploy.io/track"
-#: pod label: "false" takes the pod out of serving (not ready, keep-alive connections closed)
-POD_LABEL_SERVING: Final = "modeldeploy.io/serving"
-#: pod annotation: JSON mirror settings {"url", "percent", "candidate", "timeoutMs", "scoreTolerance"}; absent: off
-POD_ANNOTATION_MIRROR: Final = "modeldeploy.io/mirror"
-#: request header marking a mirrored copy (never mirrored again)
-MIRROR_HEADER: Final = "modeldeploy-mirror"
-LABEL_CANDIDATE: Final = "candidate"  # the candidate revision a stable pod mirrors to
-LABEL_OUTCOME: Final = "outcome"  # one of MIRROR_OUTCOMES
-LABEL_ARM: Final = "arm"  # "stable" or "candidate"
-MIRROR_OUTCOMES: Final = ("agreed", "disagreed", "candidate_error", "dropped")
-#: counter, labels BASE_LABELS + candidate + outcome: mirrored copies by what became of them
-METRIC_MIRROR_REQUESTS_TOTAL: Final = "modeldeploy_mirror_requests_total"
-#: histogram, labels BASE_LABELS + candidate: |stable - candidate| over score outputs
-METRIC_MIRROR_SCORE_DIFFERENCE: Final = "modeldeploy_mirror_score_difference"
-#: histogram, labels BASE_LABELS + candidate + arm: latency of both answers to the same mirrored requests
-METRIC_MIRROR_DURATION: Final = "modeldeploy_mirror_duration_seconds"

@@ -39,7 +39,8 @@ DRAIN_IDLE_S = 0.2  # while draining, a connection idle this long is closed
 MAX_PIPELINED = 64  # answers waiting for inference on one connection before requests wait unparsed
 _PARSE_SLICE = 4 * 1024  # bytes parsed at a time while requests may pile up in the backlog
 _TURN = 2  # pipelined requests answered per connection before other connections get a turn
-#: (the W3C trace context headers are kept for tracing, `tracing.py`; a request without them pays nothing)
+#: (the W3C trace context headers are kept for tracing, `tracing.py`; a request without them pays nothing;
+#: `modeldeploy-mirror` marks a mirrored copy, `mirror.py`)
 _HEADERS_WANTED = frozenset(
     {
         b"content-length",
@@ -49,6 +50,7 @@ _HEADERS_WANTED = frozenset(
         b"traceparent",
         b"tracestate",
         b"baggage",
+        b"modeldeploy-mirror",
     }
 )
 #: header names as clients usually spell them -> the lower-case name kept, or b"" for one not kept
@@ -287,7 +289,7 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused_at = None
         self._run_backlog()
         t = self.transport
-        if (self.server.draining or self.peer_done) and self.is_idle() and t is not None and not t.is_closing():
+        if (self.server.close_each or self.peer_done) and self.is_idle() and t is not None and not t.is_closing():
             self.closing = True
             t.close()
 
@@ -364,7 +366,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._message_done()
         path = self._path()
-        close = not self.parser.should_keep_alive() or self.server.draining
+        close = not self.parser.should_keep_alive() or self.server.close_each
         if self.too_large:
             self._respond_now(self.app.body_too_large(path, self.t0), close=True)
             return
@@ -405,7 +407,7 @@ class HttpProtocol(asyncio.Protocol):
             result = self.app.handle(method, path, body, headers, t0)
         except Exception as e:  # a bug, not the client's fault: one log line, a 500, keep serving
             result = _internal_response(method, path, e)
-        self._answer(result, method, close)
+        self._answer(result, method, close or self.server.close_each)
 
     def _answer(self, result: Response | Deferred, method: bytes, close: bool) -> None:
         if isinstance(result, Response):
@@ -503,7 +505,7 @@ class HttpProtocol(asyncio.Protocol):
         self.app.after_write(r, time.perf_counter())
 
     def _complete(self, slot: _Slot, r: Response, close: bool) -> None:
-        close = close or self.server.draining
+        close = close or self.server.close_each
         slot.data = self._render(r, close)
         slot.close = close
         slot.resp = r
@@ -533,7 +535,7 @@ class HttpProtocol(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         t.write(data)  # (the idle clock runs from the last request's arrival, or a deferred answer)
-        if close or ((self.server.draining or self.peer_done) and self.is_idle()):
+        if close or ((self.server.close_each or self.peer_done) and self.is_idle()):
             self.closing = True
             t.close()
 
@@ -627,6 +629,10 @@ class HttpServer:
         self.rejected: set[HttpProtocol] = set()
         self.receiving = 0
         self.draining = False
+        #: not serving (the pod's serving label is false): answers carry `connection: close`, keep-alive ends
+        self.shedding = False
+        #: draining or shedding: every connection closes after its answer in flight
+        self.close_each = False
         self._server: asyncio.base_events.Server | None = None
         self._drained = asyncio.Event()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -646,23 +652,37 @@ class HttpServer:
         self._sweeper = self.loop.call_later(every, self._sweep)
 
     def _sweep(self) -> None:
-        idle = DRAIN_IDLE_S if self.draining else self.limits.keepalive_timeout_s
+        idle = DRAIN_IDLE_S if self.close_each else self.limits.keepalive_timeout_s
         now = self.loop.time()
         for conn in [*self.connections, *self.rejected]:
             conn.sweep(now, idle)
         self.check_drained()
-        self._schedule_sweep(DRAIN_IDLE_S / 2 if self.draining else self.limits.sweep_every_s())
+        self._schedule_sweep(DRAIN_IDLE_S / 2 if self.close_each else self.limits.sweep_every_s())
 
     def begin_drain(self) -> None:
         """Stop listening; in-flight requests finish and their connections close after the answer."""
         if self.draining:
             return
         self.draining = True
+        self.close_each = True
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self._sweep()
+
+    def set_shedding(self, on: bool) -> None:
+        """Taken out of serving (or back): from now on every answer carries `connection: close` and its
+        connection closes after it; a keep-alive connection idle for DRAIN_IDLE_S closes (at once, for
+        those idle that long already). Keeps listening. A connection that has just been answered is
+        given DRAIN_IDLE_S for its next request, answered with `connection: close`, rather than closed
+        under a client about to send (which would see its request fail)."""
+        self.shedding = on
+        self.close_each = on or self.draining
+        if on and not self.draining:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweep()  # closes the connections idle for DRAIN_IDLE_S, then sweeps every DRAIN_IDLE_S / 2
 
     def check_drained(self) -> None:
         if self.draining and not self.connections:

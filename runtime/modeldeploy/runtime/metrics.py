@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,35 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
+class _TrackSeries:
+    """The request, batch, queue, prediction and rejection series of one track."""
+
+    __slots__ = (
+        "batch_size",
+        "classes",
+        "prediction_score",
+        "queue_duration",
+        "rejections",
+        "request_duration",
+        "requests",
+    )
+
+    def __init__(self, latency_buckets: Sequence[float]) -> None:
+        self.requests: dict[int, Value] = {code: Value() for code in REQUEST_CODES}
+        self.request_duration = Histogram(latency_buckets)
+        self.batch_size = Histogram(c.BATCH_SIZE_BUCKETS)
+        self.queue_duration = Histogram(c.QUEUE_DURATION_BUCKETS)
+        self.classes: dict[int, Value] = {}
+        self.prediction_score = Histogram(c.PREDICTION_SCORE_BUCKETS)
+        self.rejections: dict[str, Value] = {reason: Value() for reason in c.REJECTION_REASONS}
+
+
 class Metrics:
+    """Every series carries the track label. The track can change while serving (`set_track`, when the
+    pod's label changes): the counters and histograms of each track the runtime has had are kept, those
+    of the current track count on and those of earlier tracks stay at their last values (so every series
+    is monotonic and counts only what happened under its track); the gauges show the current track only."""
+
     def __init__(
         self,
         model: str,
@@ -88,18 +116,39 @@ class Metrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self._lv = [model, version, revision, track]
+        self._base = (model, version, revision)
+        self.latency_buckets = tuple(latency_buckets)
         self.prediction_kind = prediction_kind
-        self._requests: dict[int, Value] = {code: Value() for code in REQUEST_CODES}
-        self.request_duration = Histogram(latency_buckets)
-        self.batch_size = Histogram(c.BATCH_SIZE_BUCKETS)
-        self.queue_duration = Histogram(c.QUEUE_DURATION_BUCKETS)
+        self._tracks: dict[str, _TrackSeries] = {}
+        self._declared_classes = 0
         self.model_load_seconds = Value()
         self.model_ready = Value()
-        self._classes: dict[int, Value] = {}
-        self.prediction_score = Histogram(c.PREDICTION_SCORE_BUCKETS)
-        self._rejections: dict[str, Value] = {reason: Value() for reason in c.REJECTION_REASONS}
+        self.track = ""
+        self.set_track(track)
         self.registry.register(_Collector(self))
+
+    def set_track(self, track: str) -> None:
+        """Count from now on under `track` (series of a track had before resume where they stopped)."""
+        if track == self.track:
+            return
+        s = self._tracks.get(track)
+        if s is None:
+            s = self._tracks[track] = _TrackSeries(self.latency_buckets)
+            for k in range(self._declared_classes):
+                s.classes.setdefault(k, Value())
+        self._active = s
+        self._requests = s.requests
+        self.request_duration = s.request_duration
+        self.batch_size = s.batch_size
+        self.queue_duration = s.queue_duration
+        self._classes = s.classes
+        self.prediction_score = s.prediction_score
+        self._rejections = s.rejections
+        self.track = track
+
+    def labels(self) -> list[str]:
+        """The current values of BASE_LABELS."""
+        return [*self._base, self.track]
 
     # ------------------------------------------------------------------ updates (hot path)
 
@@ -142,6 +191,7 @@ class Metrics:
         increase Prometheus sees (a series that first appears at 5 counts as no increase)."""
         if n > MAX_DECLARED_CLASSES:
             return
+        self._declared_classes = n
         for k in range(n):
             self._class(k)
 
@@ -158,34 +208,40 @@ class Metrics:
 
     def families(self) -> Iterator[Metric]:
         base = list(c.BASE_LABELS)
-        lv = self._lv
+        tracks = sorted(self._tracks.items())
 
-        def counter(name: str, doc: str, extra: str, series: dict[Any, Value]) -> Metric:
+        def counter(name: str, doc: str, extra: str, pick: Callable[[_TrackSeries], dict[Any, Value]]) -> Metric:
             fam = CounterMetricFamily(name.removesuffix("_total"), doc, labels=[*base, extra])
-            for key, v in sorted(series.items(), key=lambda kv: str(kv[0])):
-                fam.add_metric([*lv, str(key)], v.value)
+            for track, s in tracks:
+                for key, v in sorted(pick(s).items(), key=lambda kv: str(kv[0])):
+                    fam.add_metric([*self._base, track, str(key)], v.value)
             return fam
 
-        def histogram(name: str, doc: str, h: Histogram) -> Metric:
+        def histogram(name: str, doc: str, pick: Callable[[_TrackSeries], Histogram]) -> Metric:
             fam = HistogramMetricFamily(name, doc, labels=base)
-            buckets = h.buckets()
-            fam.add_metric(lv, buckets, h.sum)
+            for track, s in tracks:
+                h = pick(s)
+                fam.add_metric([*self._base, track], h.buckets(), h.sum)
             return fam
 
         def gauge(name: str, doc: str, v: Value) -> Metric:
             fam = GaugeMetricFamily(name, doc, labels=base)
-            fam.add_metric(lv, v.value)
+            fam.add_metric(self.labels(), v.value)
             return fam
 
-        yield counter(c.METRIC_REQUESTS_TOTAL, "Inference requests by HTTP status code", c.LABEL_CODE, self._requests)
+        yield counter(
+            c.METRIC_REQUESTS_TOTAL, "Inference requests by HTTP status code", c.LABEL_CODE, lambda s: s.requests
+        )
         yield histogram(
             c.METRIC_REQUEST_DURATION,
             "Inference request latency from the first byte parsed to the response written",
-            self.request_duration,
+            lambda s: s.request_duration,
         )
-        yield histogram(c.METRIC_BATCH_SIZE, "Rows per session.run", self.batch_size)
+        yield histogram(c.METRIC_BATCH_SIZE, "Rows per session.run", lambda s: s.batch_size)
         yield histogram(
-            c.METRIC_QUEUE_DURATION, "Time a request waited in the batcher before session.run", self.queue_duration
+            c.METRIC_QUEUE_DURATION,
+            "Time a request waited in the batcher before session.run",
+            lambda s: s.queue_duration,
         )
         yield gauge(
             c.METRIC_MODEL_LOAD_SECONDS, "Seconds to fetch, verify, load and warm up the model", self.model_load_seconds
@@ -195,10 +251,12 @@ class Metrics:
             c.METRIC_PREDICTION_CLASS_TOTAL,
             "Predicted classes (argmax of the watched output), per row",
             c.LABEL_CLASS,
-            self._classes,
+            lambda s: s.classes,
         )
-        yield histogram(c.METRIC_PREDICTION_SCORE, "Score of the watched output, per row", self.prediction_score)
-        yield counter(c.METRIC_INPUT_REJECTIONS_TOTAL, "Rejected inputs by reason", c.LABEL_REASON, self._rejections)
+        yield histogram(c.METRIC_PREDICTION_SCORE, "Score of the watched output, per row", lambda s: s.prediction_score)
+        yield counter(
+            c.METRIC_INPUT_REJECTIONS_TOTAL, "Rejected inputs by reason", c.LABEL_REASON, lambda s: s.rejections
+        )
 
 
 class _Collector(Collector):
