@@ -81,7 +81,7 @@ def test_the_tier1_example_uses_every_part_of_a_rollout() -> None:
     assert spec.tier == 1
     assert spec.documentation and spec.documentation.model_card_url and spec.documentation.runbook_url
     actions = {s.action for s in spec.rollout.steps or ()}
-    assert actions == {"setWeight", "pause", "approval", "analysis"}  # shadow is refused until it is built
+    assert actions == {"shadow", "setWeight", "pause", "approval", "analysis"}
     analysis = spec.rollout.analysis
     assert analysis and analysis.slo and analysis.compare_to_stable and analysis.behaviour and analysis.metrics
     assert analysis.provider.prometheus is not None

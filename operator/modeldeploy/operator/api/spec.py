@@ -239,15 +239,18 @@ class ApprovalStep(ApiModel):
 
 
 class ShadowStep(ApiModel):
-    """Mirror live traffic to the canary and compare answers: not built yet. A rollout with a shadow step
-    is refused (Stalled, InvalidSpec) rather than run without its agreement gate."""
+    """Run the canary on copies of live requests only: stable's pods answer, then mirror a share of their
+    requests to it and compare both answers; the canary answers no live request. Judged by
+    rollout.analysis (required) plus the agreement check; a failed shadow rolls back like a canary."""
 
     percent: int = Field(default=100, ge=1, le=100)
-    """Share of stable's requests mirrored to the canary."""
+    """Share of stable's answered requests mirrored to the canary (copies past the runtime's mirror budget
+    are dropped and counted, never compared)."""
     duration: Duration = "2m"
-    """How long to mirror."""
+    """How long to mirror; the step passes after it on a passing check (never on no compared copies)."""
     min_agreement_percent: float | None = Field(default=None, ge=0, le=100)
-    """Least share of mirrored requests on which both versions agree (same argmax) to pass this step."""
+    """Least share of compared copies on which both versions agree (equal argmax for a class output, within a
+    tolerance for a score, exact otherwise; a candidate error disagrees); Fail when significantly below."""
 
 
 class AnalysisStep(ApiModel):

@@ -43,10 +43,10 @@ def mirror_settings(tick: Tick, r: Rollout) -> str | None:
     if step is None or r.contract_held or r.canary is None:
         return None
     settings = {
-        "url": candidate_url(tick),
-        "percent": step.percent,
-        "candidate": r.canary.revision,
-        "timeoutMs": MIRROR_TIMEOUT_MS,
+        contract.MIRROR_KEY_URL: candidate_url(tick),
+        contract.MIRROR_KEY_PERCENT: step.percent,
+        contract.MIRROR_KEY_CANDIDATE: r.canary.revision,
+        contract.MIRROR_KEY_TIMEOUT_MS: MIRROR_TIMEOUT_MS,
     }
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
