@@ -18,7 +18,8 @@ from modeldeploy.operator.analysis import Analyser
 from modeldeploy.operator.contract import ContractReading
 from modeldeploy.operator.controller import Loop, ObjectGone, Operator, reconcile, wiring
 from modeldeploy.operator.controller.read import NOT_SERVED, Indexed, Snapshot, policy_inputs
-from modeldeploy.operator.controller.workqueue import RESYNC_S
+from modeldeploy.operator.controller.wiring import edited_by_another
+from modeldeploy.operator.controller.workqueue import APPLY_RESYNC_S
 from modeldeploy.operator.kube import NotFound, ServerError
 from modeldeploy.operator.policy import Unreadable
 
@@ -260,7 +261,7 @@ def test_the_apply_cache_expires_at_the_resync() -> None:
 
     async def body(loop: Loop) -> None:
         await poll(lambda: len(kube.applied("ServiceAccount")) == 1, "the first pass")
-        loop.applied_since -= RESYNC_S  # as if the resync period had passed
+        loop.applied_since -= APPLY_RESYNC_S * 1.2  # as if the (jittered) apply resync period had passed
         loop.wake.set()
         await poll(lambda: len(kube.applied("ServiceAccount")) == 2, "every child applied again")
 
@@ -334,3 +335,11 @@ def test_an_empty_policy_index_is_confirmed_by_one_list_call_a_minute_not_one_pe
 
     asyncio.run(main())
     assert calls == [1]
+
+
+def test_a_child_edited_by_another_manager_is_drift_its_status_is_not() -> None:
+    ours = {"manager": "modeldeploy", "operation": "Apply"}
+    status = {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status"}
+    assert not edited_by_another({"metadata": {"managedFields": [ours, status]}})
+    hand = {"manager": "kubectl-edit", "operation": "Update"}
+    assert edited_by_another({"metadata": {"managedFields": [ours, hand]}})

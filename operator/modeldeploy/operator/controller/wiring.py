@@ -225,8 +225,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
         async def child(
             type: str, body: kopf.Body, namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **_: Any
         ) -> None:
-            if type == "DELETED":
+            if type == "DELETED" or (type == "MODIFIED" and edited_by_another(body)):
                 _wake(memo, namespace, labels, dropped=Kube.path_of(dict(body)))
+
+
+def edited_by_another(body: Mapping[str, Any]) -> bool:
+    """A child whose spec (not status) another field manager has written to: drift to repair at once."""
+    entries = (body.get("metadata") or {}).get("managedFields") or []
+    return any(e.get("manager") != manifests.FIELD_MANAGER and not e.get("subresource") for e in entries)
 
 
 def _wake(memo: Any, namespace: str | None, labels: Mapping[str, str], dropped: str | None = None) -> None:
