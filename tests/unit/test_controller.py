@@ -321,7 +321,7 @@ def test_startup_finds_the_indices_under_the_names_kopf_gives_them() -> None:
     assert ids == set(wiring.INDICES)
 
 
-def test_an_empty_policy_index_is_confirmed_by_one_list_call_a_minute_not_one_per_pass() -> None:
+def test_an_empty_policy_index_is_confirmed_once_and_again_after_a_policy_event_not_per_pass() -> None:
     calls: list[int | None] = []
 
     async def confirm(limit: int | None = None) -> list[dict[str, Any]]:
@@ -332,9 +332,11 @@ def test_an_empty_policy_index_is_confirmed_by_one_list_call_a_minute_not_one_pe
         source = Indexed({}, {}, {}, confirm=confirm)
         for _ in range(5):
             assert await source.policies() == []
+        source.changed()  # e.g. the last policy was deleted, or the CRD with them
+        assert await source.policies() == []
 
     asyncio.run(main())
-    assert calls == [1]
+    assert calls == [1, 1]
 
 
 def test_a_child_edited_by_another_manager_is_drift_its_status_is_not() -> None:

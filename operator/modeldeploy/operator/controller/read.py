@@ -9,7 +9,6 @@ Policy reads fail closed: a RolloutPolicy that does not parse is passed on as `p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,9 +22,6 @@ from ..policy import Unreadable
 from .workqueue import ObjectGone
 
 NOT_SERVED = "the RolloutPolicy API is not served"
-CONFIRM_NONE_S = 60.0
-"""An empty policy index is confirmed by one list call (no policies, or no RolloutPolicy API?) at most
-this often; a policy created meanwhile fills the index and wakes every loop."""
 Raw = dict[str, Any]
 
 
@@ -92,21 +88,24 @@ class Indexed:
     ) -> None:
         self._deployments, self._pods, self._policies, self._confirm = deployments, pods, policies, confirm
         self._children = tuple(children)
-        self._none_confirmed_at: float | None = None
+        self._none_confirmed = False
 
     async def policies(self) -> list[Raw]:
         cached = list(self._policies.get(None, ()))
         if cached:
             return cached
-        now = time.monotonic()
-        if self._none_confirmed_at is not None and now - self._none_confirmed_at < CONFIRM_NONE_S:
+        if self._none_confirmed:
             return []
         listed: list[Raw] = await self._confirm(limit=1)  # raises NotFound when the API is not served
         if not listed:
-            self._none_confirmed_at = now  # trusted for CONFIRM_NONE_S: no list call per pass
+            self._none_confirmed = True  # until a RolloutPolicy event (`changed`): no list call per pass
             return listed
         every: list[Raw] = await self._confirm()  # the index is not warm yet
         return every
+
+    def changed(self) -> None:
+        """A RolloutPolicy came, changed or went (also all of them, with their CRD): confirm again."""
+        self._none_confirmed = False
 
     async def deployments(self, namespace: str, name: str) -> list[Raw]:
         return list(self._deployments.get((namespace, name), ()))

@@ -209,6 +209,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def rolloutpolicy(type: str, memo: kopf.Memo, **_: Any) -> None:
         op = _state(memo).operator
         if op is not None and type is not None:  # not the initial listing
+            if isinstance(op.source, Indexed):
+                op.source.changed()
             op.queue.wake_all()
 
     @kopf.on.event("apps", "v1", "deployments", labels=MANAGED, registry=registry)
