@@ -78,7 +78,8 @@ def _error(status: int, message: str) -> Response:
 class State:
     ready: bool = False
     draining: bool = False
-    #: the pod's serving label (podwatch): False -> readiness 503 (the server closes keep-alive connections)
+    #: the pod's serving label (podwatch): False -> the server closes keep-alive connections; readiness stays
+    #: the model's (a shadow, or a canary held at the contract gate, is out of serving and must read Ready)
     serving: bool = True
     load_error: str | None = None
     sha256: str | None = None
@@ -196,7 +197,7 @@ class App:
         if path == c.HEALTH_LIVE_PATH:
             return self._live
         if path == c.HEALTH_READY_PATH:
-            ready = self.state.ready and self.state.serving
+            ready = self.state.ready
             return Response(200 if ready else 503, orjson.dumps({"ready": ready}))
         if path in self._ready_paths:
             return self._readiness({"name": self.cfg.model_name, "ready": self.state.ready})

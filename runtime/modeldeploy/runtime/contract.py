@@ -171,8 +171,9 @@ POD_INFO_ANNOTATIONS_FILE: Final = "annotations"
 POD_INFO_POLL_S: Final = 0.2
 #: pod label, one of TRACKS; overrides --track and every metric's track label follows it
 POD_LABEL_TRACK: Final = "modeldeploy.io/track"
-#: pod label; "false": readiness answers 503, every answer carries `connection: close` and keep-alive
-#: connections close after the answer in flight (idle ones at once). "true" or absent: serving.
+#: pod label; "false": every answer carries `connection: close` and keep-alive connections close after the
+#: answer in flight (idle ones after 0.2 s); readiness stays the model's (the label alone keeps the pod out of
+#: the endpoint, and a shadow must read Ready). "true" or absent: serving.
 POD_LABEL_SERVING: Final = "modeldeploy.io/serving"
 SERVING_FALSE: Final = "false"
 SERVING_TRUE: Final = "true"

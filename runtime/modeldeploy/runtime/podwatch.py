@@ -128,7 +128,7 @@ def follow_pod(cfg: Config, app: App, server: HttpServer, metrics: Metrics) -> P
             log.info("pod info: track %s -> %s", app.track, view.track)
             app.set_track(view.track)
         if view.serving != app.state.serving:
-            log.info("pod info: %s", "serving" if view.serving else "not serving: readiness 503, keep-alive ends")
+            log.info("pod info: %s", "serving" if view.serving else "not serving: keep-alive connections end")
             app.state.serving = view.serving
             server.set_shedding(not view.serving)
         assert app.mirror is not None
