@@ -135,6 +135,7 @@ def test_not_serving_closes_keepalive_connections_within_a_second(server: Runtim
     idle.close()
 
     pod.set(labels={c.POD_LABEL_SERVING: c.SERVING_TRUE})
+
     def keeps_alive() -> bool:
         with httpx.Client() as client:
             r3 = client.post(server.url + path, content=body, headers=headers)
