@@ -25,14 +25,16 @@ def krew() -> str:
 
 def test_krew_installs_the_archive_and_the_plugin_runs_on_its_own(tmp_path: Path) -> None:
     out = tmp_path / "dist"
-    subprocess.run(
+    built = subprocess.run(
         ["bash", "hack/krew/build.sh", "v0.1.0", "https://example.invalid/kubectl-modeldeploy.tar.gz"],
         cwd=ROOT,
         env={**os.environ, "OUT": str(out)},
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert built.returncode == 0, f"hack/krew/build.sh failed:\n{built.stderr[-3000:]}"
     manifest = yaml.safe_load((out / "modeldeploy.yaml").read_text())
     assert manifest["metadata"]["name"] == "modeldeploy" and manifest["spec"]["version"] == "v0.1.0"
     (platform,) = manifest["spec"]["platforms"]
