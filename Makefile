@@ -24,6 +24,7 @@ install: $(BIN)/python ## Create .venv (package editable, every extra); system p
 	bash hack/cluster/build-node.sh >/dev/null
 	bash hack/cluster/build-traefik.sh >/dev/null
 	bash hack/s3/build-s3.sh >/dev/null
+	OUT=$$(mktemp -d) PY=$(BIN)/python bash hack/krew/build.sh v0.0.0 https://example.invalid/warm.tar.gz >/dev/null  # fills the wheel cache
 	bash hack/krew/build-krew.sh >/dev/null
 
 images: ## Build the runtime and operator images offline (buildah) into dist/images/ (archives + images.env)

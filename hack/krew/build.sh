@@ -17,17 +17,27 @@ tmp=$(mktemp -d /tmp/krew-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # the plugin's pure-Python dependencies as universal wheels from PyPI (pip's cache makes a second build
 # offline): kubernetes 35 is the last client without compiled dependencies (36 adds aiohttp, 37 pydantic)
-# (three tries: a registry hiccup must not fail a build)
-for attempt in 1 2 3; do
-  if "$PY" -m pip download -q --retries 5 --timeout 30 --dest "$tmp/wheels" --no-deps --only-binary=:all: \
-    --platform any --python-version 3.11 --implementation py --abi none \
-    'kubernetes>=35,<36' certifi six python-dateutil 'websocket-client>=0.32' requests requests-oauthlib \
-    oauthlib 'urllib3>=1.24.2,!=2.6.0' 'durationpy>=0.7' idna charset-normalizer; then
-    break
-  fi
-  [ "$attempt" = 3 ] && { echo "krew/build.sh: pip download failed three times" >&2; exit 1; }
-  echo "krew/build.sh: pip download failed (attempt $attempt), retrying" >&2
-done
+# Wheels are cached outside the repository, keyed by the requirement list: `make install` fills the cache
+# (outside any network namespace), so a build inside the local cluster's namespace, which has no route to
+# PyPI, needs no network.
+reqs=("kubernetes>=35,<36" certifi six python-dateutil "websocket-client>=0.32" requests requests-oauthlib
+      oauthlib "urllib3>=1.24.2,!=2.6.0" "durationpy>=0.7" idna charset-normalizer)
+key=$(printf '%s\n' "${reqs[@]}" | sha256sum | cut -c1-12)
+cache="${MODELDEPLOY_CACHE:-$HOME/.cache/modeldeploy}/krew-wheels-$key"
+if [ ! -f "$cache/.complete" ]; then
+  rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
+  for attempt in 1 2 3; do  # a registry hiccup must not fail a build
+    if "$PY" -m pip download -q --retries 5 --timeout 30 --dest "$cache.tmp" --no-deps --only-binary=:all: \
+      --platform any --python-version 3.11 --implementation py --abi none "${reqs[@]}"; then
+      break
+    fi
+    [ "$attempt" = 3 ] && { echo "krew/build.sh: pip download failed three times (PyPI unreachable?)" >&2; exit 1; }
+    echo "krew/build.sh: pip download failed (attempt $attempt), retrying" >&2
+  done
+  touch "$cache.tmp/.complete"
+  rm -rf "$cache" && mv "$cache.tmp" "$cache"
+fi
+mkdir -p "$tmp/wheels" && cp "$cache"/*.whl "$tmp/wheels/"
 "$PY" - "$tmp/app" "$tmp/wheels" <<'PYEOF'
 import shutil
 import sys
