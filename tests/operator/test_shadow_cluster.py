@@ -75,7 +75,7 @@ def live(local_cluster: ClusterHandle, mdep: Mdep) -> Iterator[Load]:
                         load.versions.add(str(r.json().get("model_version")))
                 except httpx.HTTPError:
                     load.codes.append(0)
-                time.sleep(0.01)
+                time.sleep(0.01)  # poll: paces the live load
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -225,7 +225,7 @@ def test_a_client_holding_a_connection_leaves_a_rolled_back_canary_within_a_seco
             pods = [p for p in mdep.pods() if p["metadata"]["labels"].get("modeldeploy.io/model-version") == "2"]
             if pods and all(p["metadata"]["labels"].get("modeldeploy.io/serving") == "false" for p in pods):
                 flipped.append(time.monotonic())
-            time.sleep(0.05)
+            time.sleep(0.05)  # poll
 
     threading.Thread(target=watch_label, daemon=True).start()
     mdep.annotate("modeldeploy.io/abort", "INC-7")
@@ -240,7 +240,7 @@ def test_a_client_holding_a_connection_leaves_a_rolled_back_canary_within_a_seco
             last_canary = time.monotonic()
         elif flipped and time.monotonic() - flipped[0] > 3:
             break
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll
     client.close()
     assert flipped, "the canary's pods were never taken out of serving"
     late = last_canary - flipped[0]

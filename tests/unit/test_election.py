@@ -68,6 +68,13 @@ class LeaseStore:
         return Client()
 
 
+async def until(check: Any, what: str, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # poll
+
+
 def test_a_standby_takes_over_within_12_s_of_the_leaders_loss() -> None:
     async def main() -> None:
         passes: list[str] = []
@@ -88,8 +95,8 @@ def test_a_standby_takes_over_within_12_s_of_the_leaders_loss() -> None:
         now = T0
         await a.step(now)
         await b.step(now)
-        await asyncio.sleep(0)
         assert qa.leading and not qb.leading and qa.loops and not qb.loops
+        await until(lambda: passes == ["a"], "a's loop runs its first pass")
         for _ in range(5):  # a renews, b stands by
             now += timedelta(seconds=election.RETRY_S)
             await a.step(now)
@@ -103,8 +110,8 @@ def test_a_standby_takes_over_within_12_s_of_the_leaders_loss() -> None:
             await b.step(now)
         assert (now - lost).total_seconds() <= election.LEASE_DURATION_S + election.RETRY_S
         assert not qa.leading and not qa.loops  # it stopped on its own, before b took over
-        await asyncio.sleep(0)
-        assert passes[-1] == "b" and qb.known == {("ml", "fraud"): None}
+        await until(lambda: passes[-1] == "b", "b's loop runs its first pass")
+        assert qb.known == {("ml", "fraud"): None}
         assert store.obj is not None and store.obj["spec"]["leaseTransitions"] == 1
         await qb.stop()
 
