@@ -229,7 +229,7 @@ need_image_tools() {
 image_archive() {
   local out=$1 ref=$2 user=$3 file=$4; shift 4
   local t tag=${ref##*:} a args=()
-  t=$(mktemp -d "$work/image.XXXXXX")
+  t=$(mktemp -d -p "$work")
   for a; do args+=(--config.entrypoint "$a"); done
   local rootless=(); [ "$(id -u)" = 0 ] || rootless=(--rootless)
   umoci init --layout "$t/oci" >&2
@@ -251,7 +251,7 @@ build_pause-image() {
   step="pause image $PAUSE_VERSION"
   need_cmd gcc "the pause binary is C: bash hack/install-system-deps.sh installs gcc and libc6-dev"
   need_image_tools
-  local start t; start=$(date +%s); mkdir -p "$work"; t=$(mktemp -d "$work/pause.XXXXXX")
+  local start t; start=$(date +%s); mkdir -p "$work"; t=$(mktemp -d -p "$work")
   # the pause container's whole job: sit in pause(), reap zombies, exit 0 on SIGINT/SIGTERM
   cat > "$t/pause.c" <<'EOF'
 #include <signal.h>

@@ -90,7 +90,7 @@ record() { # record NAME START [NOTE]
 human() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 
 mkdir -p "$CACHE/images" "$CACHE/wheels" "$OUT"
-WORK=$(mktemp -d "$CACHE/images/work.XXXXXX") # beside the wheel cache: the contexts are hard links
+WORK=$(mktemp -d -p "$CACHE/images") # beside the wheel cache: the contexts are hard links
 PARTIAL=""                                     # a download under way, removed on failure
 trap 'rm -rf "$WORK" $PARTIAL' EXIT
 
@@ -248,7 +248,7 @@ wheels() { # wheels IMAGE: WHEELS is the cache dir with every wheel IMAGE needs 
   WHEELS=$CACHE/wheels/$key
   WHEELS_NOTE=cached
   [ ! -e "$WHEELS/.complete" ] || return 0
-  tmp=$(mktemp -d "$CACHE/wheels/.partial.XXXXXX")
+  tmp=$(mktemp -d -p "$CACHE/wheels")
   PARTIAL=$tmp
   "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
     --python-version "$PYTHON_VERSION" --implementation cp --abi "cp${PYTHON_VERSION/./}" "${PLATFORMS[@]}" \
@@ -278,7 +278,7 @@ t=$(now)
 key=$(cat "$WORK/download-build.txt" | sha256sum | cut -c1-16)
 BUILD_WHEELS=$CACHE/wheels/build-$key
 if [ ! -e "$BUILD_WHEELS/.complete" ]; then
-  PARTIAL=$(mktemp -d "$CACHE/wheels/.partial.XXXXXX")
+  PARTIAL=$(mktemp -d -p "$CACHE/wheels")
   "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: -d "$PARTIAL" \
     -r "$WORK/download-build.txt" >&2
   touch "$PARTIAL/.complete"

@@ -13,7 +13,7 @@ version=${1:-v$("$PY" -c 'import tomllib; print(tomllib.load(open("pyproject.tom
 url=${2:-https://github.com/modeldeploy/modeldeploy/releases/download/$version/kubectl-modeldeploy.tar.gz}
 out=${OUT:-dist/krew}
 rm -rf "$out" && mkdir -p "$out"
-tmp=$(mktemp -d /tmp/krew-XXXXXX)
+tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # the plugin's pure-Python dependencies as universal wheels from PyPI (pip's cache makes a second build
 # offline): kubernetes 35 is the last client without compiled dependencies (36 adds aiohttp, 37 pydantic)
