@@ -12,6 +12,7 @@ A create, an update, a watch event, a timer and a restart all run the same pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from datetime import UTC, datetime
@@ -88,28 +89,21 @@ class Operator:
             observed = dataclasses.replace(observed, contract=reading)
         verdict = await self.analyse(md, effective, snap, now)
         p = plan(md, effective, observed, verdict, now)
+        enact = functools.partial(
+            act.enact,
+            self.kube,
+            snap.obj,
+            deployments=snap.deployments,
+            pods=snap.pods,
+            applied=loop.applied,
+            started=started,
+        )
         try:
-            await act.enact(
-                self.kube,
-                snap.obj,
-                p,
-                deployments=snap.deployments,
-                pods=snap.pods,
-                applied=loop.applied,
-                started=started,
-            )
+            await enact(p)
         except act.RoutesNotServedError:
             # the HTTPRoute's apply is the probe: the plan puts it first, so no other child was applied
             p = plan(md, effective, dataclasses.replace(observed, gateway_api=False), verdict, now)
-            await act.enact(
-                self.kube,
-                snap.obj,
-                p,
-                deployments=snap.deployments,
-                pods=snap.pods,
-                applied=loop.applied,
-                started=started,
-            )
+            await enact(p)
         act.record_metrics(namespace, name, p, verdict)
         metrics.set_info(namespace, name, md.spec.owner, md.spec.tier)
         return self._requeue(p, loop)

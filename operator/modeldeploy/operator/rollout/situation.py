@@ -8,6 +8,7 @@ saying something new, never again while it keeps saying it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from .. import conditions as cond
 from .. import manifests
@@ -89,38 +90,33 @@ def progress_message(tick: Tick, r: Rollout, doing: str) -> str:
     return text + "."
 
 
+def _at(tick: Tick, r: Rollout, state: cond.State, reason: str, message: str, **extra: Any) -> Rollout:
+    """`r` with the situation `state` for `reason`: Available from what serves, the message as progress."""
+    return r.but(
+        situation=cond.Situation(
+            state=state,
+            reason=reason,
+            message=message,
+            available=serving_ready(tick, r),
+            available_message=available_message(tick, r),
+            progress_message=message,
+            **extra,
+        )
+    )
+
+
 def progressing(tick: Tick, r: Rollout, doing: str) -> Rollout:
     state: cond.State = "Progressing"
     reason = "CanaryInProgress"
     if r.stable is None:
         state, reason = "Deploying", "Deploying"
-    msg = progress_message(tick, r, doing)
-    return r.but(
-        situation=cond.Situation(
-            state=state,
-            reason=reason,
-            message=msg,
-            available=serving_ready(tick, r),
-            available_message=available_message(tick, r),
-            progress_message=msg,
-        )
-    )
+    return _at(tick, r, state, reason, progress_message(tick, r, doing))
 
 
 def held(tick: Tick, r: Rollout, reason: Reason, message: str) -> Rollout:
     """Paused: by spec.paused, a pause step without a duration, or inconclusive analysis."""
     msg = progress_message(tick, r, "held") + " " + message
-    r = r.but(
-        situation=cond.Situation(
-            state="Paused",
-            reason=reason,
-            message=msg,
-            available=serving_ready(tick, r),
-            available_message=available_message(tick, r),
-            progress_message=msg,
-            paused=(reason, message),
-        )
-    )
+    r = _at(tick, r, "Paused", reason, msg, paused=(reason, message))
     if reason == "AnalysisInconclusive":
         r = announce(tick, r, "Paused", reason, message, "Warning")
     return r
@@ -128,17 +124,7 @@ def held(tick: Tick, r: Rollout, reason: Reason, message: str) -> Rollout:
 
 def awaiting_approval(tick: Tick, r: Rollout, how: str) -> Rollout:
     msg = progress_message(tick, r, "awaiting approval") + " " + how
-    r = r.but(
-        situation=cond.Situation(
-            state="AwaitingApproval",
-            reason="AwaitingApproval",
-            message=msg,
-            available=serving_ready(tick, r),
-            available_message=available_message(tick, r),
-            progress_message=msg,
-            awaiting_approval=how,
-        )
-    )
+    r = _at(tick, r, "AwaitingApproval", "AwaitingApproval", msg, awaiting_approval=how)
     if not is_new(tick.previous.conditions, "AwaitingApproval", "ApprovalStep"):  # the condition's reason
         return r
     return r.emit("Normal", "AwaitingApproval", how)
@@ -147,16 +133,7 @@ def awaiting_approval(tick: Tick, r: Rollout, how: str) -> Rollout:
 def stalled(tick: Tick, r: Rollout, reason: Reason, message: str) -> Rollout:
     """Stalled=True for the canary (a history entry and a Warning the first time it says so)."""
     r = announce(tick, r, "Stalled", reason, message, record=True)
-    return r.but(
-        situation=cond.Situation(
-            state="Stalled",
-            reason=reason,
-            message=message,
-            available=serving_ready(tick, r),
-            available_message=available_message(tick, r),
-            progress_message=message,
-        )
-    )
+    return _at(tick, r, "Stalled", reason, message)
 
 
 def within_deadline(
