@@ -24,6 +24,7 @@ import concurrent.futures
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -165,18 +166,34 @@ def status_writes(before: dict[str, float], after: dict[str, float]) -> float:
     return 0.0 if key is None else after[key] - before.get(key, 0.0)
 
 
-def lag_p99(before: dict[str, float], after: dict[str, float]) -> float | None:
-    """p99 of the event-loop lag over the window between two scrapes (upper edge of its bucket)."""
-    prefix = "modeldeploy_operator_event_loop_lag_seconds_bucket{"
+def quantile(before: dict[str, float], after: dict[str, float], family: str, q: float, match: str = "") -> float | None:
+    """The q-quantile of a histogram over the window between two scrapes (the upper edge of its bucket);
+    `match` picks the series whose labels contain it."""
+    prefix = family + "_bucket{"
     buckets = sorted(
         (float(k.split('le="')[1].split('"')[0]), v - before.get(k, 0.0))
         for k, v in after.items()
-        if k.startswith(prefix)
+        if k.startswith(prefix) and match in k
     )
     total = buckets[-1][1] if buckets else 0.0
     if total <= 0:
         return None
-    return next(le for le, count in buckets if count >= 0.99 * total)
+    return next(le for le, count in buckets if count >= q * total)
+
+
+def lag_p99(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """p99 of the event-loop lag over the window between two scrapes (upper edge of its bucket)."""
+    return quantile(before, after, "modeldeploy_operator_event_loop_lag_seconds", 0.99)
+
+
+def full_gc(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """Full (generation 2) garbage collections in the window: how many, and the longest (bucket's edge)."""
+    family, gen2 = "modeldeploy_operator_gc_pause_seconds", 'generation="2"'
+    count = f"{family}_count{{{gen2}}}"
+    return {
+        "count": after.get(count, 0.0) - before.get(count, 0.0),
+        "longest_s": quantile(before, after, family, 1.0, gen2),
+    }
 
 
 def rss_mib(pid: int) -> float:
@@ -209,6 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cluster.api.post("/api/v1/nodes", json=fake_node(name))
         env = cluster.python_env()
         procs: list[subprocess.Popen[bytes]] = []
+        profiler: subprocess.Popen[bytes] | None = None
         log_dir = Path(args.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -251,6 +269,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 env=env,
             )
             procs.append(operator)
+            if args.profile:
+                # py-spy samples the operator's stacks; stopped with SIGINT it writes them (collapsed, one
+                # line per distinct stack with its sample count) for finding what holds the event loop.
+                profiler = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(operator.pid),
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "50",
+                        "--output",
+                        args.profile,
+                    ],
+                    stdout=(log_dir / "py-spy.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+                procs.append(profiler)
             wait_for(
                 lambda: (
                     "modeldeploy_operator_leader 1.0"
@@ -304,6 +343,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             m1 = operator_metrics()
             result["create"]["requests"] = requests_by_verb(m0, m1)
+            result["create"]["event_loop_lag_p99_s"] = lag_p99(m0, m1)
+            result["create"]["full_gc"] = full_gc(m0, m1)
 
             # --- busy: `rate` spec changes per second
             latencies: list[float] = []
@@ -336,6 +377,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "handled_p99_s": round(percentile(latencies, 0.99), 3),
                 "requests_per_s": {k: round(v / busy_s, 1) for k, v in requests_by_verb(m1, m2).items()},
                 "event_loop_lag_p99_s": lag_p99(m1, m2),
+                "full_gc": full_gc(m1, m2),
             }
 
             # --- idle
@@ -349,6 +391,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "requests_per_s": {k: round(v / idle, 2) for k, v in requests_by_verb(m2, m3).items()},
                 "status_writes_per_object_per_10min": round(status_writes(m2, m3) / args.objects * 600 / idle, 3),
                 "event_loop_lag_p99_s": lag_p99(m2, m3),
+                "full_gc": full_gc(m2, m3),
             }
             result["rss_mib"] = {
                 "steady": round(statistics.median(idle_rss), 1),
@@ -360,8 +403,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["event_loop_lag_p99_s"] = lag_p99(m0, m3)
             stop.set()
         finally:
-            for proc in procs:
-                proc.terminate()
+            for proc in reversed(procs):
+                proc.send_signal(signal.SIGINT if proc is profiler else signal.SIGTERM)
             for proc in procs:
                 try:
                     proc.wait(10)
@@ -399,8 +442,14 @@ def markdown(r: dict[str, Any], command: str) -> str:
         (
             "event-loop lag p99",
             "at most 50 ms",
-            f"{r['event_loop_lag_p99_s']} s over the run (busy {b['event_loop_lag_p99_s']} s, idle"
-            f" {i['event_loop_lag_p99_s']} s; the upper edge of its histogram bucket)",
+            f"{r['event_loop_lag_p99_s']} s over the run (creation {c['event_loop_lag_p99_s']} s, busy"
+            f" {b['event_loop_lag_p99_s']} s, idle {i['event_loop_lag_p99_s']} s; the upper edge of its histogram"
+            " bucket)",
+        ),
+        (
+            "full garbage collections: how many / the longest (creation, busy, idle)",
+            "",
+            " ; ".join(f"{p['full_gc']['count']:g} / {p['full_gc']['longest_s']} s" for p in (c, b, i)),
         ),
         ("operator RSS steady / peak", "at most 200 MiB steady", f"{m['steady']} / {m['peak']} MiB"),
         (
@@ -435,7 +484,10 @@ def main() -> None:
     ap.add_argument("--ready-timeout", type=float, default=1800.0)
     ap.add_argument("--log-dir", default="/tmp/modeldeploy-scale")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--profile", metavar="FILE", help="record the operator's stacks with py-spy into FILE")
     args = ap.parse_args()
+    # SIGTERM (and SIGINT, which a background job ignores) run the cleanup: processes, nodes, namespace
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     text = json.dumps(result, indent=2)
     print(text)

@@ -180,11 +180,11 @@ def test_an_unreadable_policy_holds_the_rollout_instead_of_running_unbounded(
 
 def test_forget_drops_every_per_object_series() -> None:
     for ns, name in (("gone", "md"), ("kept", "md")):
-        metrics.CANARY_WEIGHT.labels(ns, name, "requested").set(10)
+        metrics.series(metrics.CANARY_WEIGHT, ns, name, "requested").set(10)
         metrics.set_conditions(ns, name, [("Ready", "True")])
-        metrics.ROLLOUTS.labels(ns, name, "Promoted").inc()
-        metrics.ANALYSIS_VERDICTS.labels(ns, name, "Pass").inc()
-        metrics.ROLLBACKS.labels(ns, name, "AnalysisFailed").inc()
+        metrics.series(metrics.ROLLOUTS, ns, name, "Promoted").inc()
+        metrics.series(metrics.ANALYSIS_VERDICTS, ns, name, "Pass").inc()
+        metrics.series(metrics.ROLLBACKS, ns, name, "AnalysisFailed").inc()
     metrics.forget("gone", "md")
 
     def series(ns: str) -> list[str]:
@@ -207,7 +207,7 @@ async def poll(check: Callable[[], bool], what: str, within: float = 5.0) -> Non
 
 
 def test_a_loop_whose_object_is_gone_ends_and_forgets_its_metrics_without_a_deleted_event() -> None:
-    metrics.CANARY_WEIGHT.labels("ml", "fraud", "requested").set(20)
+    metrics.series(metrics.CANARY_WEIGHT, "ml", "fraud", "requested").set(20)
     op = operator(Kube(None, []))
 
     async def main() -> None:

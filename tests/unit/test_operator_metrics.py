@@ -134,3 +134,21 @@ def test_rollback_seconds_only_for_analysis_rollbacks() -> None:
     now = datetime.now(UTC)
     p = plan(md, effective_for(md.spec), Observed(), None, now)
     assert p.rollback is None and rollback_seconds(p, now) is None
+
+
+def test_info_is_one_series_per_object_replaced_when_its_owner_or_tier_changes() -> None:
+    metrics.set_info("ml", "info-md", "team-a", 1)
+    metrics.set_info("ml", "other-md", "team-a", 1)
+    metrics.set_info("ml", "info-md", "team-b", 2)
+    info = "modeldeploy_modeldeployment_info"
+    assert sample(info, namespace="ml", name="info-md", owner="team-b", tier="2") == 1
+    assert (
+        metrics.REGISTRY.get_sample_value(info, {"namespace": "ml", "name": "info-md", "owner": "team-a", "tier": "1"})
+        is None
+    )
+    assert sample(info, namespace="ml", name="other-md", owner="team-a", tier="1") == 1
+    metrics.forget("ml", "info-md")
+    assert (
+        metrics.REGISTRY.get_sample_value(info, {"namespace": "ml", "name": "info-md", "owner": "team-b", "tier": "2"})
+        is None
+    )

@@ -171,16 +171,16 @@ async def write_unreadable(kube: KubeWrites, obj: Raw, error: ValidationError, n
 
 def record_metrics(namespace: str, name: str, p: Plan, verdict: AnalysisStatus | None = None) -> None:
     ca = p.status.canary
-    metrics.CANARY_WEIGHT.labels(namespace, name, "requested").set(ca.weight if ca else 0)
-    metrics.CANARY_WEIGHT.labels(namespace, name, "effective").set(ca.effective_weight if ca else 0)
+    metrics.series(metrics.CANARY_WEIGHT, namespace, name, "requested").set(ca.weight if ca else 0)
+    metrics.series(metrics.CANARY_WEIGHT, namespace, name, "effective").set(ca.effective_weight if ca else 0)
     metrics.set_conditions(namespace, name, ((c.type, c.status) for c in p.status.conditions))
     if verdict is not None and verdict.verdict is not None:
-        metrics.ANALYSIS_VERDICTS.labels(namespace, name, verdict.verdict).inc()
+        metrics.series(metrics.ANALYSIS_VERDICTS, namespace, name, verdict.verdict).inc()
     if p.rollback is not None:
-        metrics.ROLLOUTS.labels(namespace, name, p.rollback).inc()
-        metrics.ROLLBACKS.labels(namespace, name, p.rollback).inc()
+        metrics.series(metrics.ROLLOUTS, namespace, name, p.rollback).inc()
+        metrics.series(metrics.ROLLBACKS, namespace, name, p.rollback).inc()
     if p.promoted:
-        metrics.ROLLOUTS.labels(namespace, name, "Promoted").inc()
+        metrics.series(metrics.ROLLOUTS, namespace, name, "Promoted").inc()
 
 
 def rollback_seconds(p: Plan, now: datetime) -> float | None:

@@ -32,6 +32,7 @@ from ..api.resources import MODELDEPLOYMENT_PLURAL, ROLLOUTPOLICY_PLURAL
 from ..kube import Credentials, Kube
 from ..kube.execauth import ExecCredential
 from ..observe import deployment_fields, pod_fields
+from . import pauses
 from .leader import Elector
 from .read import Indexed
 from .reconcile import Operator
@@ -61,20 +62,9 @@ class State:
     operator: Operator | None = None
     elector: asyncio.Task[None] | None = None
     lag: asyncio.Task[None] | None = None
+    collector: asyncio.Task[None] | None = None
     given: ExecCredential | None = None
     """The exec credential kopf was last given: asked again while it is still cached means a 401."""
-
-
-LAG_PROBE_S = 0.25
-
-
-async def watch_event_loop_lag() -> None:
-    """Observe how late a 250 ms timer fires, forever: the time the event loop was busy elsewhere."""
-    loop = asyncio.get_running_loop()
-    while True:
-        start = loop.time()
-        await asyncio.sleep(LAG_PROBE_S)
-        metrics.EVENT_LOOP_LAG.observe(max(0.0, loop.time() - start - LAG_PROBE_S))
 
 
 def _state(memo: Any) -> State:
@@ -141,7 +131,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
         deployments, pods, policies, autoscalers, budgets = (kwargs[i] for i in INDICES)
         source = Indexed(deployments, pods, policies, confirm=kube.list_policies, children=(autoscalers, budgets))
         state.operator = op = Operator(kube, Analyser(), source)
-        state.lag = asyncio.create_task(watch_event_loop_lag(), name="event loop lag")
+        state.lag = asyncio.create_task(pauses.watch_lag(), name="event loop lag")
+        state.collector = asyncio.create_task(pauses.tend_collector(), name="garbage collector")
         if state.lease is None:
             metrics.LEADER.set(1)
         else:
@@ -153,7 +144,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state = _state(memo)
-        for task in (state.elector, state.lag):
+        for task in (state.elector, state.lag, state.collector):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -166,29 +157,30 @@ def register(registry: kopf.OperatorRegistry) -> None:
     async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
         return await connection_info(_state(memo))
 
-    # --- indices: what a pass reads without a list call
+    # --- indices: what a pass reads without a list call (async: kopf runs a sync handler in a thread,
+    # a hop per watch event that costs more than the function)
     @kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=registry, id=INDICES[0])
-    def owned_deployments(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
+    async def owned_deployments(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: deployment_fields(body)}
 
     @kopf.index("", "v1", "pods", labels=MANAGED, registry=registry, id=INDICES[1])
-    def owned_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
+    async def owned_pods(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: pod_fields(body)}
 
     @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry, id=INDICES[3])
-    def owned_autoscalers(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
+    async def owned_autoscalers(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: ("HorizontalPodAutoscaler", name)}
 
     @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry, id=INDICES[4])
-    def owned_budgets(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
+    async def owned_budgets(namespace: str | None, labels: Mapping[str, str], name: str, **_: Any) -> Any:
         key = _owner(namespace, labels)
         return None if key is None else {key: ("PodDisruptionBudget", name)}
 
     @kopf.index(GROUP, VERSION, ROLLOUTPOLICY_PLURAL, registry=registry, id=INDICES[2])
-    def policies(body: kopf.Body, **_: Any) -> Any:
+    async def policies(body: kopf.Body, **_: Any) -> Any:
         return {None: dict(body)}
 
     # --- wake-ups
