@@ -36,6 +36,11 @@ Two measures:
   other load does not move these counts (repeat runs agree within ~100 instructions), but they
   weigh an instruction of ONNX Runtime's dense kernels like one of the interpreter's branchy code,
   which takes several times longer: read B - A, not B/A. About a minute on a quiet machine.
+- `--measure bytecodes`: Python bytecode instructions executed per request, per function of the
+  runtime's modules (an opcode trace, `sys.settrace` with `f_trace_opcodes`), A beside B. Exact and
+  a few seconds long: it says where the interpreter's steps go. Neither count is the time: an
+  interpreter step costs several ns whatever its machine instructions, a call or a generator costs
+  more than its bytecodes, a C call that allocates costs more instructions than ns.
 
 Before measuring time, the first answer of each scenario is compared between A and B byte for
 byte. Set-up objects are frozen out of the garbage collector (`gc.freeze`) before measuring. A
@@ -275,6 +280,37 @@ async def worker_main(model_path: Path) -> None:
         print(f"{(c1 - c0) / (reps * per_op(scenario)):.1f}", flush=True)
 
 
+def opcode_tracer(pkg: str, counts: dict[str, int]) -> Callable[[Any, str, Any], Any]:
+    """A sys.settrace function counting executed bytecodes per function of the modules under `pkg`."""
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call":
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+        elif event == "opcode":
+            code = frame.f_code
+            if code.co_filename.startswith(pkg):
+                key = f"{Path(code.co_filename).stem}:{code.co_name}"
+                counts[key] = counts.get(key, 0) + 1
+        return trace
+
+    return trace
+
+
+async def bytecodes_main(model_path: Path, plan: list[tuple[str, int]]) -> None:
+    """Print, per scenario, JSON {"module:function": bytecodes per request} for the runtime's modules."""
+    w = Worker(model_path)
+    await w.warm_up()
+    pkg = str(Path(str(w.httpserver.__file__)).parent)
+    for s, reps in plan:
+        counts: dict[str, int] = {}
+        sys.settrace(opcode_tracer(pkg, counts))
+        await w.run[s](reps)
+        sys.settrace(None)
+        n = reps * per_op(s)
+        print(json.dumps({"scenario": s, "per_request": {k: v / n for k, v in counts.items()}}), flush=True)
+
+
 async def count_main(model_path: Path, plan: list[tuple[str, int]]) -> None:
     """Under callgrind `--dump-before=getppid`: each os.getppid() dumps the instructions counted since
     the last dump, so the dumps after the set-up's are WINDOWS windows of REPS operations per scenario."""
@@ -424,13 +460,33 @@ def measure_instructions(trees: dict[str, Path], model: Path, a: argparse.Namesp
         print("JSON " + json.dumps(row))
 
 
+def measure_bytecodes(trees: dict[str, Path], model: Path, a: argparse.Namespace) -> None:
+    """Bytecodes per request of the runtime's own functions, A beside B (`--verbose`: every function)."""
+    plan = ",".join(f"{s}:{reps_of(s, a.scale, INSTRUCTION_REPS)}" for s in a.scenarios)
+    got: dict[str, dict[str, dict[str, float]]] = {}
+    for k, tree in trees.items():
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        out = subprocess.run(
+            worker_cmd(model, "--bytecodes", plan), env=env, cwd=tree.parent, check=True, capture_output=True, text=True
+        ).stdout
+        got[k] = {row["scenario"]: row["per_request"] for row in map(json.loads, out.splitlines())}
+    for s in a.scenarios:
+        ca, cb = got["A"][s], got["B"][s]
+        ta, tb = sum(ca.values()), sum(cb.values())
+        print(f"{s}: A {ta:.0f}, B {tb:.0f} bytecodes per request in the runtime's modules, B - A {tb - ta:+.0f}")
+        for f in sorted(set(ca) | set(cb), key=lambda f: -abs(cb.get(f, 0) - ca.get(f, 0))):
+            d = cb.get(f, 0) - ca.get(f, 0)
+            if a.verbose or abs(d) >= 0.5:
+                print(f"  {f:40} {ca.get(f, 0):8.1f} {cb.get(f, 0):8.1f} {d:+8.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default="be413d1", help="A: the request path files at this commit")
     ap.add_argument("--after", default=None, help="B: the request path files at this commit (default: as in base)")
     ap.add_argument("--base", default=None, help="the tree both start from (default: this working tree)")
     ap.add_argument("--files", nargs="+", default=["httpserver.py", "app.py", "codec.py"])
-    ap.add_argument("--measure", choices=("time", "instructions"), default="time")
+    ap.add_argument("--measure", choices=("time", "instructions", "bytecodes"), default="time")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the operations per sample")
@@ -438,11 +494,12 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true", help="instructions: print every window's count")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--count", help=argparse.SUPPRESS)
+    ap.add_argument("--bytecodes", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker is not None:
-        if a.count is not None:
-            plan = [(s, int(n)) for s, n in (x.split(":") for x in a.count.split(","))]
-            uvloop.run(count_main(a.worker, plan))
+        if a.count is not None or a.bytecodes is not None:
+            plan = [(s, int(n)) for s, n in (x.split(":") for x in (a.count or a.bytecodes).split(","))]
+            uvloop.run(count_main(a.worker, plan) if a.count is not None else bytecodes_main(a.worker, plan))
         else:
             uvloop.run(worker_main(a.worker))
         return
@@ -457,6 +514,8 @@ def main() -> None:
         print(f"A = {' '.join(a.files)} at {a.before}, B = {after}")
         if a.measure == "time":
             measure_time(trees, model, a)
+        elif a.measure == "bytecodes":
+            measure_bytecodes(trees, model, a)
         else:
             measure_instructions(trees, model, a, tmp)
     finally:
