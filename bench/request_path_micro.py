@@ -28,7 +28,8 @@ Two measures:
   `--pairs` worker pairs (one process's memory layout and hash seed are worth about 1% either way),
   so the machine's other load falls on both. Reported: the median of each version, their ratio, and
   the median and quartiles of the per-round ratios. An A/A run (`--before HEAD` on a clean tree)
-  reads 1.00 +- 0.01 on a quiet machine; on a loaded one the quartiles say how far to trust it.
+  reads 0.99-1.01 with 3 pairs and 0.994-1.002 with 8 on a quiet machine; on a loaded one the
+  quartiles say how far to trust it. About 30 s with the defaults.
 - `--measure instructions`: instructions per request on the event loop's thread (where the whole
   request path runs, the batcher's inference included), counted by callgrind (valgrind), both
   versions at once, the median of 7 windows per scenario. Other threads are left out: an ONNX
@@ -487,10 +488,10 @@ def main() -> None:
     ap.add_argument("--base", default=None, help="the tree both start from (default: this working tree)")
     ap.add_argument("--files", nargs="+", default=["httpserver.py", "app.py", "codec.py"])
     ap.add_argument("--measure", choices=("time", "instructions", "bytecodes"), default="time")
-    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=120)
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the operations per sample")
-    ap.add_argument("--pairs", type=int, default=3, help="worker processes per version, used in turn")
+    ap.add_argument("--pairs", type=int, default=6, help="worker processes per version, used in turn")
     ap.add_argument("--verbose", action="store_true", help="instructions: print every window's count")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--count", help=argparse.SUPPRESS)
