@@ -301,7 +301,7 @@ class App:
             outs = model.run(req.inputs)
         except ModelRunError as e:
             return self.finish(_run_failed(e), t0)
-        resp = self.finish(self._encode(req, outs), t0)
+        resp = self._encode(req, outs, t0)
         resp.outputs = outs  # batch size and predictions are recorded after the write
         resp.copy = copy
         return resp
@@ -314,27 +314,33 @@ class App:
             if isinstance(result, ModelRunError):
                 d.resolve(self.finish(_run_failed(result), t0))
             else:
-                resp = self.finish(self._encode(req, result), t0)
+                resp = self._encode(req, result, t0)
                 resp.copy = copy
                 d.resolve(resp)
 
         self.batcher.submit(req.inputs, done)
         return d
 
-    def _encode(self, req: DecodedRequest, outs: list[np.ndarray[Any, Any]]) -> Response:
+    def _encode(self, req: DecodedRequest, outs: list[np.ndarray[Any, Any]], t0: float) -> Response:
+        """The answer to an inference, marked as `finish` marks it."""
         model = self.model
         assert model is not None
         specs = model.outputs
         names = model.output_names
         if req.outputs is None:
-            chosen = [(specs[n], o, req.binary_output) for n, o in zip(names, outs, strict=True)]
+            # a loop, not a comprehension (a call of its own in CPython 3.11): every answer passes here
+            chosen = []
+            binary = req.binary_output
+            for n, o in zip(names, outs, strict=True):
+                chosen.append((specs[n], o, binary))
         else:
             by_name = dict(zip(names, outs, strict=True))
             chosen = [(specs[r.name], by_name[r.name], r.binary) for r in req.outputs]
         body, header_len = encode_response(self.cfg.model_name, self.cfg.model_version, req.id, chosen)
         if header_len is None:
-            return Response(200, body)
-        return Response(200, body, OCTET, b"inference-header-content-length: %d\r\n" % header_len)
+            return Response(200, body, metered=True, t0=t0)
+        headers = b"inference-header-content-length: %d\r\n" % header_len
+        return Response(200, body, OCTET, headers, metered=True, t0=t0)
 
 
 def _run_failed(e: ModelRunError) -> Response:

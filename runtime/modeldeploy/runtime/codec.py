@@ -236,13 +236,12 @@ def decode_request(
         missing = sorted(set(inputs) - set(arrays))
         raise bad_request(f"missing input(s) {missing}", c.REJECTION_MISSING_INPUT)
 
-    requested = _decode_outputs(req.get("outputs"), outputs, binary_output)
-    return DecodedRequest(id=rid, inputs=arrays, outputs=requested, binary_output=binary_output)
+    raw_outputs = req.get("outputs")
+    requested = None if raw_outputs is None else _decode_outputs(raw_outputs, outputs, binary_output)
+    return DecodedRequest(rid, arrays, requested, binary_output)
 
 
-def _decode_outputs(raw: Any, outputs: Mapping[str, TensorSpec], binary_default: bool) -> list[RequestedOutput] | None:
-    if raw is None:
-        return None
+def _decode_outputs(raw: Any, outputs: Mapping[str, TensorSpec], binary_default: bool) -> list[RequestedOutput]:
     if type(raw) is not list:
         raise bad_request("'outputs' must be a list", c.REJECTION_MALFORMED)
     result: list[RequestedOutput] = []
@@ -280,30 +279,36 @@ def _decode_outputs(raw: Any, outputs: Mapping[str, TensorSpec], binary_default:
 def _check_shape(raw_shape: Any, spec: TensorSpec, max_elements: int) -> tuple[tuple[int, ...], int]:
     if type(raw_shape) is not list or len(raw_shape) > _MAX_DIMS:
         raise bad_request(f"input {spec.name!r}: 'shape' must be a list of integers", c.REJECTION_SHAPE)
+    count = 1
     for d in raw_shape:
         if type(d) is not int or d < 0:
             raise bad_request(
                 f"input {spec.name!r}: 'shape' must be a list of non-negative integers, got {_short_shape(raw_shape)}",
                 c.REJECTION_SHAPE,
             )
-    shape = tuple(raw_shape)
-    count = math.prod(shape)
+        count *= d
     # also beside a zero dimension: numpy and the model would size buffers by the others
-    if count > max_elements or (count == 0 and math.prod(d for d in shape if d) > max_elements):
+    if count > max_elements or (count == 0 and math.prod(d for d in raw_shape if d) > max_elements):
         raise bad_request(
             f"input {spec.name!r}: shape {_short_shape(raw_shape)} is over the limit of {max_elements} "
             "elements (--max-tensor-elements)",
             c.REJECTION_SHAPE,
         )
     expected = spec.shape
-    if expected is not None and (
-        len(shape) != len(expected) or any(e >= 0 and e != d for e, d in zip(expected, shape, strict=True))
-    ):
-        raise bad_request(
-            f"input {spec.name!r}: shape {list(shape)} does not match the model's {list(expected)} (-1 = any size)",
-            c.REJECTION_SHAPE,
-        )
-    return shape, count
+    if expected is not None:
+        # a loop, not any() over a generator: this runs per input of every request
+        matches = len(raw_shape) == len(expected)
+        if matches:
+            for e, d in zip(expected, raw_shape, strict=True):
+                if e >= 0 and e != d:
+                    matches = False
+                    break
+        if not matches:
+            raise bad_request(
+                f"input {spec.name!r}: shape {raw_shape} does not match the model's {list(expected)} (-1 = any size)",
+                c.REJECTION_SHAPE,
+            )
+    return tuple(raw_shape), count
 
 
 def _short_shape(raw_shape: list[Any]) -> str:
@@ -395,7 +400,7 @@ def _from_json(
         if budget is not None:
             budget.take(spec.name, 0, sum(len(v) for v in flat if type(v) is str))
         return _strings(flat, spec.name).reshape(shape)
-    dtype = spec.dtype
+    dtype = OIP_TO_NUMPY[spec.datatype]  # (spec.dtype, without the property's call)
     arr = _flat_numeric(data, spec.datatype, dtype, count)
     if arr is not None:
         if dtype.kind in "iu" and arr.size and _has_non_integral(data, spec.datatype):

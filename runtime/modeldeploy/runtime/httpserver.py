@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from functools import partial
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -61,6 +62,8 @@ _HEADER_SPELLINGS: dict[bytes, bytes] = {
     **{n: b"" for n in (b"host", b"Host", b"content-type", b"Content-Type", b"user-agent", b"User-Agent")},
     **{n: b"" for n in (b"accept", b"Accept", b"accept-encoding", b"Accept-Encoding", b"connection", b"Connection")},
 }
+#: the table while parsing slowly: every header field misses it and has its bytes counted (never written)
+_NO_SPELLINGS: dict[bytes, bytes] = {}
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -78,10 +81,6 @@ def _header_bytes_message(limits: Limits) -> str:
     return f"request headers exceed the limit of {limits.max_header_bytes} bytes (--max-header-bytes)"
 
 
-def _status_line(status: int) -> bytes:
-    return _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-
-
 class _RefusedError(Exception):
     """Raised inside a parser callback after the connection was answered and closed: stop parsing."""
 
@@ -95,8 +94,8 @@ class _Slot:
     __slots__ = ("close", "data", "resp")
 
     def __init__(self) -> None:
-        self.data: bytes | None = None
-        self.close = False
+        self.data: bytes | None = None  # the rendered answer, once there is one
+        self.close = False  # close after it (before the answer: the request asked for a close)
         self.resp: Response | None = None
 
 
@@ -120,6 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         "in_message",
         "last_active",
         "limits",
+        "max_body",
         "max_header_bytes",
         "max_headers",
         "max_url",
@@ -131,6 +131,7 @@ class HttpProtocol(asyncio.Protocol):
         "rejected",
         "server",
         "slow",
+        "spellings",
         "t0",
         "too_large",
         "transport",
@@ -154,6 +155,8 @@ class HttpProtocol(asyncio.Protocol):
         # limits: it is parsed without counting bytes per header (the header count is checked once)
         self.fast_max = min(_PARSE_SLICE, self.max_url, self.max_header_bytes)
         self.slow = False  # parsing a larger read, or a head spread over reads: count as it comes
+        self.spellings = _HEADER_SPELLINGS  # _NO_SPELLINGS while slow
+        self.max_body = server.max_body_bytes
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -218,7 +221,9 @@ class HttpProtocol(asyncio.Protocol):
                 self.parser.feed_data(data)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
                 self._parse_error(e)
-            if self.in_head and not self.closing:
+            if self.in_head and not self.closing:  # a request's head goes on in the next read
+                self.head_bytes = 0
+                self.header_bytes = 0  # (the fast path counts header fields, not their bytes)
                 self._count_head(len(data))
             return
         self._feed(data)
@@ -229,6 +234,7 @@ class HttpProtocol(asyncio.Protocol):
         was_in_head = self.in_head
         n = fed = len(data)
         self.slow = True
+        self.spellings = _NO_SPELLINGS
         try:
             if n <= _PARSE_SLICE:
                 self.parser.feed_data(data)
@@ -250,6 +256,7 @@ class HttpProtocol(asyncio.Protocol):
             self._parse_error(e)
         finally:
             self.slow = False
+            self.spellings = _HEADER_SPELLINGS
         if was_in_head and self.in_head and not self.closing:
             self._count_head(fed)
 
@@ -299,14 +306,15 @@ class HttpProtocol(asyncio.Protocol):
         self.t0 = time.perf_counter()
         self.url = b""
         self.headers = {}
-        self.body = []
+        # (self.body is already empty: on_message_complete takes it)
         self.body_size = 0
         self.too_large = False
         self.in_message = True
         self.in_head = True
-        self.head_bytes = 0
         self.header_count = 0
-        self.header_bytes = 0
+        if self.slow:  # the byte counts of a head parsed in the fast path start where it leaves it
+            self.head_bytes = 0
+            self.header_bytes = 0
         self.server.receiving += 1
 
     def on_url(self, url: bytes) -> None:
@@ -316,17 +324,17 @@ class HttpProtocol(asyncio.Protocol):
             raise _RefusedError
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        if self.slow:
-            self.header_bytes += len(name) + len(value)
-            if self.header_count > self.max_headers:
-                self._fatal(431, _header_count_message(self.max_headers))
-                raise _RefusedError
-            if self.header_bytes > self.max_header_bytes:
-                self._fatal(431, _header_bytes_message(self.limits))
-                raise _RefusedError
-        n = _HEADER_SPELLINGS.get(name)
+        self.header_count += 1  # (checked once the head is complete, or below while parsing slowly)
+        n = self.spellings.get(name)  # while parsing slowly, an empty table: every field goes below
         if n is None:
+            if self.slow:
+                self.header_bytes += len(name) + len(value)
+                if self.header_count > self.max_headers:
+                    self._fatal(431, _header_count_message(self.max_headers))
+                    raise _RefusedError
+                if self.header_bytes > self.max_header_bytes:
+                    self._fatal(431, _header_bytes_message(self.limits))
+                    raise _RefusedError
             n = name.lower()
             if n in _HEADERS_WANTED:
                 self.headers[n] = value
@@ -338,9 +346,10 @@ class HttpProtocol(asyncio.Protocol):
         if self.header_count > self.max_headers:
             self._fatal(431, _header_count_message(self.max_headers))
             raise _RefusedError
-        cl = self.headers.get(b"content-length")
-        self.body_expected = int(cl) if cl is not None and cl.isdigit() else 0
-        if self.body_expected > self.server.max_body_bytes:
+        headers = self.headers
+        cl = headers.get(b"content-length")
+        expected = self.body_expected = int(cl) if cl is not None and cl.isdigit() else 0
+        if expected > self.max_body:
             # refuse now rather than read a body that will never be served (the client may be waiting
             # for 100-continue, or be a hostile one sending gigabytes); the connection closes
             self.too_large = True
@@ -348,14 +357,15 @@ class HttpProtocol(asyncio.Protocol):
             self._message_done()
             self.closing = True
             raise _RefusedError
-        if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport is not None:
+        expect = headers.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and self.transport is not None:
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self.too_large:
             return
         self.body_size += len(body)
-        if self.body_size > self.server.max_body_bytes:
+        if self.body_size > self.max_body:
             self.too_large = True
             self.body = []
             return
@@ -364,22 +374,33 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self.in_message:
             return
-        self._message_done()
-        path = self._path()
+        self.in_message = False  # (self._message_done(), without the call)
+        self.server.receiving -= 1
+        url = self.url
+        q = url.find(b"?")
+        path = (url if q < 0 else url[:q]).decode("latin-1")  # (self._path(), without the call)
         close = not self.parser.should_keep_alive() or self.server.close_each
         if self.too_large:
             self._respond_now(self.app.body_too_large(path, self.t0), close=True)
             return
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        chunks = self.body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.body = []
         method = self.parser.get_method()
-        if self.turn >= _TURN or self.backlog or self.write_paused_at is not None or len(self.pending) >= MAX_PIPELINED:
+        if (
+            self.turn >= _TURN
+            or self.backlog
+            or self.write_paused_at is not None
+            or (self.pending and len(self.pending) >= MAX_PIPELINED)  # (no len() call while none waits)
+        ):
             # the client is not reading its answers (or many wait for inference, or it pipelines many
             # at once): hold the parsed request, not its answer, and read no more until the answers
             # drain; pipelined requests are answered a few per turn of the loop, fair to other clients
-            self.backlog.append((method, path, body, self.headers, self.t0, close))
-            self._set_reading()
-            self._schedule_turn()
+            backlog = self.backlog
+            backlog.append((method, path, body, self.headers, self.t0, close))
+            if len(backlog) == 1:  # (behind the first one, reading is paused and the turn arranged already)
+                self._set_reading()
+                self._schedule_turn()
             return
         self.turn += 1
         try:
@@ -423,10 +444,11 @@ class HttpProtocol(asyncio.Protocol):
     def _wait_for(self, result: Deferred, close: bool) -> None:
         """Hold the answer's place on the connection until the batcher delivers it."""
         slot = _Slot()
+        slot.close = close
         self.pending.append(slot)
         if len(self.pending) >= MAX_PIPELINED:
             self._set_reading()
-        result.callback = lambda r: self._complete(slot, r, close)
+        result.callback = partial(self._complete, slot)  # (one Python call fewer than a lambda)
 
     def _blocked(self) -> bool:
         return self.write_paused_at is not None or len(self.pending) >= MAX_PIPELINED
@@ -483,7 +505,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _render(self, r: Response, close: bool) -> bytes:
         head = b"%scontent-type: %s\r\ncontent-length: %d\r\n%s%s\r\n" % (
-            _status_line(r.status),
+            _STATUS_LINES.get(r.status) or b"HTTP/1.1 %d Unknown\r\n" % r.status,
             r.content_type,
             len(r.body),
             r.headers,
@@ -504,8 +526,10 @@ class HttpProtocol(asyncio.Protocol):
         self._write(self._render(r, close), close)
         self.app.after_write(r, time.perf_counter())
 
-    def _complete(self, slot: _Slot, r: Response, close: bool) -> None:
-        close = close or self.server.close_each
+    def _complete(self, slot: _Slot, r: Response) -> None:
+        """The batcher's answer for `slot` (whose `close` says the request asked for a close): write it,
+        and the answers ready behind it, in order."""
+        close = slot.close or self.server.close_each
         slot.data = self._render(r, close)
         slot.close = close
         slot.resp = r
