@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 import weakref
-from collections.abc import Callable
 
 from modeldeploy.operator import metrics
 from modeldeploy.operator.controller import pauses
+
+from .test_controller import poll
 
 
 class Node:
@@ -18,21 +18,14 @@ class Node:
         self.me = self  # a cycle: only the cyclic collector frees it
 
 
-async def until(check: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # poll
-
-
 def test_survivors_of_a_full_collection_are_frozen_and_thawed_when_the_task_ends() -> None:
     async def main() -> None:
         task = asyncio.create_task(pauses.tend_collector(thaw_s=3600))
-        await until(lambda: gc.get_freeze_count() > 0, "the startup freeze")
+        await poll(lambda: gc.get_freeze_count() > 0, "the startup freeze")
         at_start = gc.get_freeze_count()
         survivors = [Node() for _ in range(100)]
         gc.collect()  # a full collection: its survivors are frozen soon after
-        await until(lambda: gc.get_freeze_count() >= at_start + len(survivors), "the freeze after it")
+        await poll(lambda: gc.get_freeze_count() >= at_start + len(survivors), "the freeze after it")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert gc.get_freeze_count() == 0
@@ -45,11 +38,11 @@ def test_cyclic_garbage_among_frozen_objects_is_collected_at_the_thaw() -> None:
         node = Node()
         gone = weakref.ref(node)
         task = asyncio.create_task(pauses.tend_collector(thaw_s=0.2))
-        await until(lambda: gc.get_freeze_count() > 0, "the startup freeze")
+        await poll(lambda: gc.get_freeze_count() > 0, "the startup freeze")
         del node  # now cyclic garbage, frozen: no ordinary collection frees it
         gc.collect(1)
         assert gone() is not None
-        await until(lambda: gone() is None, "the thaw's full collection")
+        await poll(lambda: gone() is None, "the thaw's full collection")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert gc.get_freeze_count() == 0
@@ -64,7 +57,7 @@ def test_the_lag_probe_observes_how_late_its_timer_fired() -> None:
     async def main() -> None:
         before = count()
         task = asyncio.create_task(pauses.watch_lag())
-        await until(lambda: count() > before, "one observation")
+        await poll(lambda: count() > before, "one observation")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
