@@ -350,12 +350,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # operator has written no status for 5 s (periodic resyncs only read); the busy phase then
             # measures changes on a steady fleet
             settle_start = time.monotonic()
-            quiet_since, passes = time.monotonic(), status_writes({}, operator_metrics())
+            quiet_since, writes = time.monotonic(), status_writes({}, operator_metrics())
             while time.monotonic() - quiet_since < 5.0 and time.monotonic() - settle_start < 300:
                 time.sleep(0.5)  # poll
-                now_passes = status_writes({}, operator_metrics())
-                if now_passes != passes:
-                    quiet_since, passes = time.monotonic(), now_passes
+                now_writes = status_writes({}, operator_metrics())
+                if now_writes != writes:
+                    quiet_since, writes = time.monotonic(), now_writes
             result["create"]["settled_s"] = round(time.monotonic() - settle_start, 1)
             m1 = operator_metrics()
 
